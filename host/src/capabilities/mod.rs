@@ -1,0 +1,111 @@
+//! What an operator can grant a plugin. Deny by default: a plugin reaches
+//! nothing outside what is listed in `plugin.grants`.
+//!
+//! Each capability is one module with the same lifecycle:
+//! 1. **prepare**: validate the grant against the host (paths exist, can be
+//!    created) once, at load time, with errors naming the grant;
+//! 2. **apply**: add it to a new instance's WASI context;
+//! 3. **describe**: say what it allows, for logs and `sinkhost inspect`.
+//!
+//! Directories (`files`) exist today; outgoing HTTP and SQL connections are
+//! siblings to come.
+
+pub mod files;
+
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::config::Grants;
+
+/// A grant that cannot be honoured on this host.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin.grants.{location}: {message}")]
+pub struct GrantError {
+    /// Where in `plugin.grants`, e.g. `files[0].host_path`.
+    pub location: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every granted capability, checked and ready to apply to new instances.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedGrants {
+    files: Vec<files::PreparedDir>,
+}
+
+impl PreparedGrants {
+    /// Checks the operator's grants against the host.
+    pub fn prepare(grants: &Grants) -> Result<Self, GrantError> {
+        Ok(Self {
+            files: files::prepare(&grants.files)?,
+        })
+    }
+
+    /// Adds the grants to a new instance's WASI context. Nothing else is
+    /// added: no environment, no arguments, no network.
+    pub fn apply(&self, builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
+        files::apply(&self.files, builder)
+    }
+
+    /// One line per grant, for logs.
+    pub fn describe(&self) -> Vec<String> {
+        files::describe(&self.files)
+    }
+}
+
+/// What a component import needs from the operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "detail")]
+pub enum ImportNeed {
+    /// Always provided, harmless (clocks, random, stdio to the host log, the
+    /// host log interface, an empty environment).
+    Provided,
+    /// Provided, but only reaches what the named grant lists.
+    Grant(&'static str),
+    /// Linked so the component loads, but always refused at run time.
+    Denied(&'static str),
+    /// The host does not provide it: the component cannot be loaded.
+    Unsupported(&'static str),
+}
+
+impl std::fmt::Display for ImportNeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportNeed::Provided => write!(f, "provided"),
+            ImportNeed::Grant(grant) => write!(f, "needs grant `{grant}`"),
+            ImportNeed::Denied(why) => write!(f, "denied: {why}"),
+            ImportNeed::Unsupported(why) => write!(f, "not provided: {why}"),
+        }
+    }
+}
+
+/// Classifies one import of a component by its interface name
+/// (e.g. `wasi:filesystem/preopens@0.2.6`).
+pub fn import_need(name: &str) -> ImportNeed {
+    let interface = name.split('@').next().unwrap_or(name);
+    let package = interface.split('/').next().unwrap_or(interface);
+    match package {
+        "wasi:filesystem" => ImportNeed::Grant("files"),
+        "wasi:sockets" => ImportNeed::Denied("plain sockets are never granted; use the http grant (coming)"),
+        "wasi:http" => ImportNeed::Unsupported("outgoing HTTP needs an `http` grant, which this sinkhost does not offer yet"),
+        "wasi:clocks" | "wasi:random" | "wasi:io" | "wasi:cli" => ImportNeed::Provided,
+        "sinkhost:sink" if interface == "sinkhost:sink/log" || interface == "sinkhost:sink/types" => {
+            ImportNeed::Provided
+        }
+        _ => ImportNeed::Unsupported("unknown interface"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_are_classified() {
+        assert_eq!(import_need("wasi:filesystem/preopens@0.2.6"), ImportNeed::Grant("files"));
+        assert_eq!(import_need("wasi:cli/environment@0.2.9"), ImportNeed::Provided);
+        assert_eq!(import_need("sinkhost:sink/log@0.1.0"), ImportNeed::Provided);
+        assert!(matches!(import_need("wasi:sockets/tcp@0.2.0"), ImportNeed::Denied(_)));
+        assert!(matches!(import_need("wasi:http/outgoing-handler@0.2.0"), ImportNeed::Unsupported(_)));
+        assert!(matches!(import_need("acme:evil/thing"), ImportNeed::Unsupported(_)));
+    }
+}

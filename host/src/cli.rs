@@ -1,0 +1,160 @@
+//! The `sinkhost` command line.
+//!
+//! Every command exits non-zero on error with one line on standard error
+//! saying what went wrong and where.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LoggingConfig};
+use crate::plugin::PluginHost;
+
+/// Moves events from NATS JetStream into sandboxed WebAssembly sinks.
+#[derive(Debug, Parser)]
+#[command(name = "sinkhost", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume from JetStream and deliver to the sink until SIGINT/SIGTERM.
+    Run {
+        /// Sink component to run (overrides `plugin.path`).
+        #[arg(long, value_name = "PATH")]
+        plugin: Option<PathBuf>,
+        /// Configuration file (JSON).
+        config: PathBuf,
+    },
+    /// Check a configuration: parse it, load the plugin, call its `init`.
+    Validate {
+        /// Sink component (overrides `plugin.path`).
+        #[arg(long, value_name = "PATH")]
+        plugin: Option<PathBuf>,
+        /// Configuration file (JSON).
+        config: PathBuf,
+    },
+    /// Print the configuration with defaults filled in (no secrets).
+    ShowEffectiveConfig {
+        /// Sink component (overrides `plugin.path`).
+        #[arg(long, value_name = "PATH")]
+        plugin: Option<PathBuf>,
+        /// Configuration file (JSON).
+        config: PathBuf,
+    },
+    /// Show a component's WIT world, imports and the grants they need.
+    Inspect {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The component (`.wasm`).
+        plugin: PathBuf,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    crate::logging::mark_process_start();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command.
+pub async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { plugin, config } => run(&config, plugin).await,
+        Command::Validate { plugin, config } => validate(&config, plugin).await,
+        Command::ShowEffectiveConfig { plugin, config } => show_effective_config(&config, plugin),
+        Command::Inspect { json, plugin } => inspect(&plugin, json),
+    }
+}
+
+fn load_config(path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut config = Config::load(path)?;
+    if let Some(plugin) = plugin_override {
+        config.plugin.path = plugin;
+    }
+    Ok(config)
+}
+
+async fn run(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(config_path, plugin_override)?;
+    crate::logging::init(&config.logging);
+    let plugin = load_plugin(&config)?;
+    plugin
+        .check_init()
+        .await
+        .with_context(|| format!("plugin {} rejected the `sink` section", config.plugin.path.display()))?;
+    tracing::info!(elapsed_ms = crate::logging::millis_since_start() as u64, "plugin ready");
+    let shutdown = crate::delivery::shutdown::install().context("installing signal handlers")?;
+    crate::delivery::run(config, plugin, shutdown).await?;
+    Ok(())
+}
+
+fn load_plugin(config: &Config) -> anyhow::Result<PluginHost> {
+    PluginHost::load(&config.plugin, &config.sink)
+        .with_context(|| format!("cannot load plugin {}", config.plugin.path.display()))
+}
+
+async fn validate(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(config_path, plugin_override)?;
+    crate::logging::init(&quiet_logging(&config.logging));
+    let plugin = load_plugin(&config)?;
+    plugin
+        .check_init()
+        .await
+        .with_context(|| format!("plugin {} rejected the `sink` section", config.plugin.path.display()))?;
+    let description = plugin.describe();
+    println!(
+        "ok: {} is valid; plugin {} accepted its sink config",
+        config_path.display(),
+        description
+    );
+    Ok(())
+}
+
+fn show_effective_config(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(config_path, plugin_override)?;
+    let text = serde_json::to_string_pretty(&config.effective()).context("rendering the configuration")?;
+    println!("{text}");
+    Ok(())
+}
+
+fn inspect(plugin: &Path, json: bool) -> anyhow::Result<()> {
+    crate::logging::init(&quiet_logging(&LoggingConfig::default()));
+    let inspection = crate::plugin::inspect(plugin)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&inspection).context("rendering JSON")?);
+    } else {
+        println!("{inspection}");
+    }
+    Ok(())
+}
+
+/// Commands that print a result keep the log to warnings unless asked.
+fn quiet_logging(configured: &LoggingConfig) -> LoggingConfig {
+    LoggingConfig {
+        level: "WARN".to_string(),
+        format: configured.format,
+    }
+}

@@ -1,0 +1,272 @@
+//! The operator's configuration file: typed sections, defaults, validation.
+//!
+//! The file is JSON. Unknown keys are rejected with the path of the offending
+//! key, so a typo never silently falls back to a default. Section and field
+//! names follow the reference `nats-sinks` wherever they mean the same thing;
+//! what is new to sinkhost (the `plugin` section) is documented in
+//! `docs/configuration.md`.
+//!
+//! Secrets are never written in the file: a field whose name ends in `_env`
+//! names an environment variable that holds the secret, read only by the host.
+
+mod dead_letter;
+mod delivery;
+mod logging;
+mod nats;
+mod plugin;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use dead_letter::DeadLetterConfig;
+pub use delivery::{
+    BackoffMode, ConsumerManagementConfig, ConsumerMode, DeliverPolicy, DeliveryConfig,
+    InProgressConfig, JitterMode, TemporaryFailureAction,
+};
+pub use logging::{LogFormat, LoggingConfig};
+pub use nats::NatsConfig;
+pub use plugin::{FileAccess, FileGrant, Grants, PluginConfig, PluginLimits};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to connect and what to consume.
+    pub nats: NatsConfig,
+    /// Whether and how the host creates or reconciles the durable consumer.
+    #[serde(default)]
+    pub consumer_management: ConsumerManagementConfig,
+    /// Batching, retries, in-progress heartbeats.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Where permanently failed messages are published.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    /// Log level and format.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// Which sink component to run and what it is granted.
+    pub plugin: PluginConfig,
+    /// The plugin's own settings, passed as JSON to its `init`.
+    #[serde(default = "empty_object")]
+    pub sink: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// Why a configuration could not be used. Every variant names what is wrong
+/// and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON or does not match the schema.
+    #[error("invalid config {path} at `{location}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// JSON path of the offending key or value (`.` for the root).
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("invalid config {path} at `{location}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// JSON path of the offending value.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A semantic problem found by [`Config::validate`], before the file path is
+/// attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// JSON path of the offending value, e.g. `delivery.batch_size`.
+    pub location: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    ///
+    /// Relative paths inside the file (plugin path, granted directories,
+    /// credential files) are resolved against the current directory, as a
+    /// shell user expects; see `docs/configuration.md`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json_str(&text).map_err(|err| match err {
+            ParseOrInvalid::Parse { location, message } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                location,
+                message,
+            },
+            ParseOrInvalid::Invalid(Invalid { location, message }) => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                location,
+                message,
+            },
+        })
+    }
+
+    /// Parses and validates configuration text (used by `load` and tests).
+    pub fn from_json_str(text: &str) -> Result<Self, ParseOrInvalid> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+            let location = err.path().to_string();
+            let inner = err.into_inner();
+            ParseOrInvalid::Parse {
+                location,
+                message: strip_position(&inner),
+            }
+        })?;
+        deserializer.end().map_err(|err| ParseOrInvalid::Parse {
+            location: ".".to_string(),
+            message: err.to_string(),
+        })?;
+        config.validate().map_err(ParseOrInvalid::Invalid)?;
+        Ok(config)
+    }
+
+    /// Checks relations between values that the types alone cannot express.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.nats.validate()?;
+        self.consumer_management.validate()?;
+        self.delivery.validate()?;
+        self.dead_letter.validate()?;
+        self.plugin.validate()?;
+        if !self.sink.is_object() {
+            return Err(Invalid::new("sink", "must be a JSON object"));
+        }
+        Ok(())
+    }
+
+    /// The configuration with every default filled in and nothing secret in
+    /// it, for `sinkhost show-effective-config`. Secrets are never in the
+    /// file (only the names of the variables that hold them), so this also
+    /// reports whether each named variable is set, never its value.
+    pub fn effective(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        annotate_env_fields(&mut value);
+        value
+    }
+}
+
+/// Parse failure or semantic failure, without the file path.
+#[derive(Debug)]
+pub enum ParseOrInvalid {
+    /// JSON syntax or schema error.
+    Parse {
+        /// JSON path of the offending key.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A semantic problem.
+    Invalid(Invalid),
+}
+
+impl std::fmt::Display for ParseOrInvalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseOrInvalid::Parse { location, message } => write!(f, "at `{location}`: {message}"),
+            ParseOrInvalid::Invalid(Invalid { location, message }) => {
+                write!(f, "at `{location}`: {message}")
+            }
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; keep it (it helps) but make the
+/// message start with what is wrong.
+fn strip_position(err: &serde_json::Error) -> String {
+    err.to_string()
+}
+
+/// Replaces every `*_env` string field's value `"NAME"` by
+/// `"NAME (set)"` or `"NAME (not set)"`, recursively.
+fn annotate_env_fields(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if key.ends_with("_env") {
+                    if let serde_json::Value::String(name) = field {
+                        let state = if std::env::var_os(name.as_str()).is_some() {
+                            "set"
+                        } else {
+                            "not set"
+                        };
+                        *field = serde_json::Value::String(format!("{name} ({state})"));
+                    }
+                } else {
+                    annotate_env_fields(field);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(annotate_env_fields),
+        _ => {}
+    }
+}
+
+/// Reads a secret from the environment variable named by a `*_env` field.
+pub fn read_secret_env(field: &str, variable: &str) -> Result<String, SecretError> {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        Ok(_) => Err(SecretError {
+            field: field.to_string(),
+            variable: variable.to_string(),
+            problem: "is empty",
+        }),
+        Err(std::env::VarError::NotPresent) => Err(SecretError {
+            field: field.to_string(),
+            variable: variable.to_string(),
+            problem: "is not set",
+        }),
+        Err(std::env::VarError::NotUnicode(_)) => Err(SecretError {
+            field: field.to_string(),
+            variable: variable.to_string(),
+            problem: "is not valid UTF-8",
+        }),
+    }
+}
+
+/// A secret named by a `*_env` field could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("`{field}` names environment variable {variable}, which {problem}")]
+pub struct SecretError {
+    /// The config field, e.g. `nats.password_env`.
+    pub field: String,
+    /// The variable name.
+    pub variable: String,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+#[cfg(test)]
+mod tests;

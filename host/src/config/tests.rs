@@ -1,0 +1,109 @@
+use super::*;
+
+const MINIMAL: &str = r#"{
+  "nats": {"url": "nats://127.0.0.1:4222", "stream": "EVENTS", "consumer": "sinkhost", "subject": "events.>"},
+  "plugin": {"path": "target/plugins/file.wasm",
+             "grants": {"files": [{"host_path": ".local/out", "guest_path": "/out", "access": "read-write"}]},
+             "limits": {"memory_mb": 64, "call_timeout_ms": 10000}},
+  "sink": {"directory": "/out", "fsync": true}
+}"#;
+
+fn parse(text: &str) -> Result<Config, ParseOrInvalid> {
+    Config::from_json_str(text)
+}
+
+fn location_of(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("expected an error"),
+        Err(ParseOrInvalid::Parse { location, .. }) => location,
+        Err(ParseOrInvalid::Invalid(invalid)) => invalid.location,
+    }
+}
+
+#[test]
+fn minimal_config_gets_reference_defaults() {
+    let config = parse(MINIMAL).expect("valid");
+    assert_eq!(config.delivery.batch_size, 100);
+    assert_eq!(config.delivery.batch_timeout_ms, 1000);
+    assert_eq!(config.delivery.max_retries, 5);
+    assert_eq!(config.delivery.retry_backoff_ms, 1000);
+    assert_eq!(config.delivery.retry_backoff_max_ms, 60_000);
+    assert_eq!(config.delivery.retry_jitter, JitterMode::Full);
+    assert_eq!(config.delivery.max_in_flight_batches, 1);
+    assert!(!config.dead_letter.enabled);
+    assert_eq!(config.plugin.grants.files[0].access, FileAccess::ReadWrite);
+    assert_eq!(config.sink["directory"], "/out");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_path() {
+    let text = MINIMAL.replace(r#""batch_size""#, r#""batch_sise""#);
+    let text = text.replace(r#""sink":"#, r#""delivery": {"batch_sise": 5}, "sink":"#);
+    let err = parse(&text).expect_err("unknown key");
+    let message = err.to_string();
+    assert!(message.contains("batch_sise"), "{message}");
+    assert!(message.contains("delivery"), "{message}");
+}
+
+#[test]
+fn unknown_nested_key_names_the_nested_path() {
+    let text = MINIMAL.replace(r#""memory_mb": 64"#, r#""memory_mb": 64, "cpu": 1"#);
+    assert_eq!(location_of(&text), "plugin.limits.cpu");
+    let err = parse(&text).expect_err("unknown key").to_string();
+    assert!(err.contains("cpu"), "{err}");
+}
+
+#[test]
+fn inline_secret_is_rejected() {
+    let text = MINIMAL.replace(r#""subject": "events.>""#, r#""subject": "events.>", "password": "hunter2""#);
+    let err = parse(&text).expect_err("inline password").to_string();
+    assert!(err.contains("password"), "{err}");
+    assert!(!err.contains("hunter2"), "the secret must not be echoed: {err}");
+}
+
+#[test]
+fn semantic_errors_name_the_field() {
+    let text = MINIMAL.replace(r#""sink":"#, r#""delivery": {"batch_size": 0}, "sink":"#);
+    assert_eq!(location_of(&text), "delivery.batch_size");
+    let text = MINIMAL.replace(r#""sink":"#, r#""dead_letter": {"enabled": true}, "sink":"#);
+    assert_eq!(location_of(&text), "dead_letter.subject");
+    let text = MINIMAL.replace(r#""guest_path": "/out""#, r#""guest_path": "out""#);
+    assert_eq!(location_of(&text), "plugin.grants.files[0].guest_path");
+    let text = MINIMAL.replace(r#""stream": "EVENTS""#, r#""stream": "EV.ENTS""#);
+    assert_eq!(location_of(&text), "nats.stream");
+}
+
+#[test]
+fn malformed_json_is_a_parse_error() {
+    let err = parse("{ \"nats\": ").expect_err("truncated");
+    assert!(matches!(err, ParseOrInvalid::Parse { .. }));
+    let err = parse(&format!("{MINIMAL} trailing")).expect_err("trailing");
+    assert!(matches!(err, ParseOrInvalid::Parse { .. }));
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let text = MINIMAL.replace(r#""memory_mb": 64"#, r#""memory_mb": "lots""#);
+    assert_eq!(location_of(&text), "plugin.limits.memory_mb");
+}
+
+#[test]
+fn effective_config_reports_env_presence_not_values() {
+    let text = MINIMAL.replace(
+        r#""subject": "events.>""#,
+        r#""subject": "events.>", "user": "svc", "password_env": "SINKHOST_TEST_SURELY_UNSET_VAR""#,
+    );
+    let config = parse(&text).expect("valid");
+    let effective = config.effective();
+    assert_eq!(effective["nats"]["password_env"], "SINKHOST_TEST_SURELY_UNSET_VAR (not set)");
+    assert_eq!(effective["delivery"]["batch_size"], 100);
+}
+
+#[test]
+fn missing_secret_env_is_a_clear_error() {
+    let err = read_secret_env("nats.password_env", "SINKHOST_TEST_SURELY_UNSET_VAR").expect_err("unset");
+    assert_eq!(
+        err.to_string(),
+        "`nats.password_env` names environment variable SINKHOST_TEST_SURELY_UNSET_VAR, which is not set"
+    );
+}

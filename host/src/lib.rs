@@ -1,0 +1,21 @@
+//! sinkhost: moves events from NATS JetStream into sandboxed WebAssembly sink
+//! components, ACKing a message only after the sink stored it durably.
+//!
+//! One module per concern:
+//! - [`config`]: the operator's configuration file.
+//! - [`envelope`]: the host's view of a message handed to a sink.
+//! - [`delivery`]: the JetStream consumer, batching, retries, DLQ and ACK.
+//! - [`plugin`]: the wasmtime runtime that loads, sandboxes and calls sinks.
+//! - [`capabilities`]: what an operator can grant a plugin (directories).
+//! - [`cli`]: the `sinkhost` command line.
+//! - [`logging`]: the host log.
+
+#![warn(missing_docs)]
+
+pub mod capabilities;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod envelope;
+pub mod logging;
+pub mod plugin;

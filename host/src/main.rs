@@ -1,0 +1,5 @@
+//! The `sinkhost` binary.
+
+fn main() -> std::process::ExitCode {
+    sinkhost::cli::main()
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what sinkhost's build, demo and tests need on a Debian machine
+# with Rust (rustup) already present: nats-server (apt) and the
+# wasm32-wasip2 Rust target. Idempotent; prints what it does.
+set -euo pipefail
+
+need_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "error: '$*' needs root (no sudo found)" >&2; exit 1; fi
+}
+
+missing=()
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]} (apt)"
+    need_root apt-get update -qq
+    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The Debian package enables a system service; sinkhost's scripts start their
+# own servers on loopback, so a system one is not needed (and may be absent).
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found: install Rust first (https://rustup.rs)" >&2
+    exit 1
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    echo "setup: adding the wasm32-wasip2 Rust target"
+    if ! rustup target add wasm32-wasip2; then
+        echo "error: 'rustup target add wasm32-wasip2' failed: plugins cannot be built without it" >&2
+        exit 1
+    fi
+fi
+echo "setup: nats-server $(nats-server --version 2>/dev/null | head -1), $(rustc --version), wasm32-wasip2 ready"
