@@ -29,8 +29,10 @@ pub fn init(config: &LoggingConfig) {
         .and_then(|directive| EnvFilter::try_new(directive).ok())
         .or_else(|| EnvFilter::try_new(config.filter_directive()).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),

@@ -69,7 +69,8 @@ async fn main() -> anyhow::Result<()> {
     let per_message = json!({"directory": "/out", "fsync": false});
     rows.push(host_run(&server, &js, work.path(), "sinkhost-file-nofsync", STREAM, total, &plugin("file"), per_message).await?);
     let segment = json!({"directory": "/out", "fsync": true, "layout": "segment"});
-    rows.push(host_run(&server, &js, work.path(), "sinkhost-segment-fsync", STREAM, total, &plugin("file"), segment).await?);
+    rows.push(host_run(&server, &js, work.path(), "sinkhost-segment-fsync", STREAM, total, &plugin("file"), segment.clone()).await?);
+    rows.push(host_run(&server, &js, work.path(), "sinkhost-segment-fsync-b1000x4", STREAM, total, &plugin("file"), segment).await?);
     let fsync = json!({"directory": "/out", "fsync": true});
     rows.push(host_run(&server, &js, work.path(), "sinkhost-file-fsync", "BENCHSMALL", fsync_total, &plugin("file"), fsync).await?);
 
@@ -182,8 +183,11 @@ async fn host_run(
     let subject = if stream == STREAM { "bench.>" } else { "small.>" };
     let mut config = base_config(server, stream, subject, plugin_path, &dir.join("out"), sink);
     set(&mut config, "nats.consumer", json!(name));
-    set(&mut config, "delivery.batch_size", json!(BATCH));
-    set(&mut config, "delivery.max_in_flight_batches", json!(IN_FLIGHT));
+    // Segment mode is the high-throughput layout: one variant runs it with
+    // larger batches and more of them in flight (one fsync per batch).
+    let (batch, in_flight) = if name.ends_with("-b1000x4") { (1_000, 4) } else { (BATCH, IN_FLIGHT) };
+    set(&mut config, "delivery.batch_size", json!(batch));
+    set(&mut config, "delivery.max_in_flight_batches", json!(in_flight));
     set(&mut config, "logging.level", json!("warn"));
     set(&mut config, "plugin.cache_dir", json!(work.join("cache")));
     let config_path = write_config(&dir, &config);

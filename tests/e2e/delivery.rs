@@ -175,3 +175,50 @@ async fn sigterm_finishes_in_flight_batches_and_exits_zero() {
     assert_eq!(written + pending, TOTAL as u64, "every written message is ACKed, every other one pending");
     assert!(pending > 0, "the stop came too late to prove anything; raise TOTAL");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_restart_mid_run_loses_and_duplicates_nothing() {
+    let mut setup = Setup::new().await;
+    const TOTAL: usize = 5_000;
+    setup.js.publish_json("events.restart", TOTAL).await.expect("publish");
+    let mut config = setup.file_config(json!({"directory": "/out", "fsync": false}));
+    set(&mut config, "consumer_management.ack_wait_seconds", json!(2.0));
+    set(&mut config, "delivery.max_in_flight_batches", json!(2));
+    set(&mut config, "nats.max_reconnect_attempts", json!(-1));
+    set(&mut config, "nats.reconnect_time_wait_seconds", json!(0));
+    let mut host = setup.start(&config);
+    let started = wait_until(Duration::from_secs(30), || async { files_below(&setup.out()).len() >= 300 }).await;
+    assert!(started, "{}", host.log());
+
+    setup.server.restart().expect("restart nats-server");
+    // The old client connection is gone; reconnect ours too.
+    setup.js = Js::connect(&setup.server).await.expect("reconnect");
+    assert!(setup.wait_drained(Duration::from_secs(120)).await, "not drained after restart:\n{}", host.log());
+    assert!(host.is_running(), "{}", host.log());
+    let files = files_below(&setup.out());
+    assert_eq!(files.len(), TOTAL, "exactly one record per message:\n{}", host.log());
+    assert_eq!(host.terminate(Duration::from_secs(20)), Some(0), "{}", host.log());
+    assert!(host.log().contains("disconnected from NATS"), "the host should have noticed:\n{}", host.log());
+}
+
+/// A write slower than `ack_wait`: in-progress heartbeats keep JetStream from
+/// redelivering it to the other worker; with heartbeats off it is redelivered
+/// (the control). Deliveries are counted by the host's `fetched` counter.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_progress_heartbeats_prevent_redelivery_of_a_slow_write() {
+    async fn fetched(heartbeats: bool) -> u64 {
+        let setup = Setup::new().await;
+        setup.js.publish_json("events.slow", 3).await.expect("publish");
+        let sink = json!({"behaviour": "slow", "sleep_ms": 2_500, "directory": "/out"});
+        let mut config = base_config(&setup.server, STREAM, "events.>", &test_plugin("chaos"), &setup.out(), sink);
+        set(&mut config, "consumer_management.ack_wait_seconds", json!(1.0));
+        set(&mut config, "delivery.max_in_flight_batches", json!(2));
+        set(&mut config, "delivery.in_progress", json!({"enabled": heartbeats, "interval_ms": 300}));
+        let mut host = setup.start(&config);
+        assert!(setup.wait_drained(Duration::from_secs(60)).await, "not drained:\n{}", host.log());
+        assert_eq!(host.terminate(Duration::from_secs(30)), Some(0), "{}", host.log());
+        stat(&host.log(), "fetched")
+    }
+    assert_eq!(fetched(true).await, 3, "heartbeats must prevent redelivery");
+    assert!(fetched(false).await > 3, "control: without heartbeats the slow write is redelivered");
+}

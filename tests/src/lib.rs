@@ -91,6 +91,16 @@ impl NatsServer {
         Ok(server)
     }
 
+    /// Kills the server and starts it again on the same ports and store,
+    /// as an operator restart or a crash would.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(300));
+        self.child = spawn_nats(self.port, self.monitor_port, self.store.path())?;
+        self.wait_ready()
+    }
+
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
@@ -117,7 +127,7 @@ impl Drop for NatsServer {
 }
 
 fn spawn_nats(port: u16, monitor_port: u16, store: &Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(store.join("nats-server.log"))?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(store.join("nats-server.log"))?;
     Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-m", &monitor_port.to_string(), "-sd"])
         .arg(store)
@@ -232,6 +242,17 @@ impl Js {
             .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
         let info = consumer.info().await.map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
         Ok((info.num_pending, info.num_ack_pending as u64))
+    }
+
+    /// Messages the consumer had to redeliver so far.
+    pub async fn redelivered(&self, stream: &str, consumer: &str) -> anyhow::Result<u64> {
+        let stream = self.context.get_stream(stream).await?;
+        let mut consumer: jetstream::consumer::PullConsumer = stream
+            .get_consumer(consumer)
+            .await
+            .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
+        let info = consumer.info().await.map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
+        Ok(info.num_redelivered as u64)
     }
 
     /// Messages stored in a stream.

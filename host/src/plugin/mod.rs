@@ -322,7 +322,11 @@ impl PluginHost {
             .stderr(LogOutput::new(log.clone(), "stderr", LogLevel::Warn))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            // File operations run on the calling thread instead of a
+            // `spawn_blocking` round trip each: a per-message file sink makes
+            // several small calls per message, and the hop dominated (3x).
+            .allow_blocking_current_thread(true);
         inner
             .grants
             .apply(&mut wasi)
