@@ -12,6 +12,9 @@ need_root() {
 missing=()
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The round-trip tests run the Python reference (nats-sinks) in a venv.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt)"
     need_root apt-get update -qq

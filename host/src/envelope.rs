@@ -71,22 +71,31 @@ pub struct Envelope {
 /// case-insensitively, as the reference does).
 pub const MESSAGE_ID_HEADERS: [&str; 3] = ["Nats-Msg-Id", "Nats-Message-Id", "message-id"];
 
-/// First value of a header, matching the name case-insensitively.
-pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The message id exactly as the reference derives it: the value of the
+/// first of `Nats-Msg-Id`, `Nats-Message-Id`, `message-id` (names ignoring
+/// case) that is present and non-empty. The value is not trimmed.
+pub fn message_id_from_headers(headers: &[(String, String)]) -> Option<&str> {
+    MESSAGE_ID_HEADERS
+        .into_iter()
+        .find_map(|name| header_value(headers, name).filter(|value| !value.is_empty()))
+}
+
+/// The value of the first header named `name`, ignoring case (and, as the
+/// reference normalises header names, surrounding whitespace in the name).
+pub fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers
         .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .find(|(key, _)| names_equal_ignoring_case(key.trim(), name))
         .map(|(_, value)| value.as_str())
 }
 
-/// The message id, from the first id header present with a non-empty value.
-pub fn message_id_from_headers(headers: &[(String, String)]) -> Option<String> {
-    MESSAGE_ID_HEADERS.iter().find_map(|name| {
-        header_value(headers, name)
-            .map(str::trim)
-            .filter(|value| !value.is_empty())
-            .map(str::to_string)
-    })
+fn names_equal_ignoring_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
 }
 
 impl Envelope {
@@ -124,11 +133,11 @@ mod tests {
     #[test]
     fn message_id_prefers_nats_msg_id_case_insensitively() {
         let h = headers(&[("message-id", "c"), ("nats-msg-id", "a"), ("Nats-Message-Id", "b")]);
-        assert_eq!(message_id_from_headers(&h).as_deref(), Some("a"));
+        assert_eq!(message_id_from_headers(&h), Some("a"));
         let h = headers(&[("message-id", "c"), ("Nats-Message-Id", "b")]);
-        assert_eq!(message_id_from_headers(&h).as_deref(), Some("b"));
-        let h = headers(&[("Nats-Msg-Id", "  "), ("message-id", "c")]);
-        assert_eq!(message_id_from_headers(&h).as_deref(), Some("c"));
+        assert_eq!(message_id_from_headers(&h), Some("b"));
+        let h = headers(&[("Nats-Msg-Id", ""), ("message-id", " c ")]);
+        assert_eq!(message_id_from_headers(&h), Some(" c "), "not trimmed, like the reference");
         assert_eq!(message_id_from_headers(&[]), None);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`envelope`]: the host's view of a message handed to a sink.
 //! - [`delivery`]: the JetStream consumer, batching, retries, DLQ and ACK.
 //! - [`plugin`]: the wasmtime runtime that loads, sandboxes and calls sinks.
+//! - [`security`]: authenticity, payload encryption, metadata and custody.
 //! - [`capabilities`]: what an operator can grant a plugin (directories).
 //! - [`cli`]: the `sinkhost` command line.
 //! - [`logging`]: the host log.
@@ -19,3 +20,4 @@ pub mod delivery;
 pub mod envelope;
 pub mod logging;
 pub mod plugin;
+pub mod security;

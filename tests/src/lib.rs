@@ -324,10 +324,16 @@ pub struct Host {
 impl Host {
     /// Starts `sinkhost run CONFIG`.
     pub fn start(config: &Path, log_path: &Path) -> anyhow::Result<Self> {
+        Self::start_with_env(config, log_path, &[])
+    }
+
+    /// Starts `sinkhost run CONFIG` with extra environment variables (keys).
+    pub fn start_with_env(config: &Path, log_path: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path)?;
         let child = Command::new(sinkhost_bin())
             .arg("run")
             .arg(config)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -430,8 +436,14 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs `sinkhost ARGS...` to completion: (exit code, stdout, stderr).
 pub fn sinkhost(args: &[&str]) -> (i32, String, String) {
+    sinkhost_with_env(args, &[])
+}
+
+/// Runs `sinkhost ARGS...` with extra environment variables.
+pub fn sinkhost_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(sinkhost_bin())
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdin(Stdio::null())
         .output()
         .expect("run sinkhost");

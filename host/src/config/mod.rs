@@ -9,9 +9,13 @@
 //! Secrets are never written in the file: a field whose name ends in `_env`
 //! names an environment variable that holds the secret, read only by the host.
 
+mod authenticity;
+mod custody;
 mod dead_letter;
 mod delivery;
+mod encryption;
 mod logging;
+mod message_metadata;
 mod nats;
 mod plugin;
 
@@ -19,12 +23,27 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use authenticity::{
+    default_signed_fields, AuthenticityAlgorithm, MessageAuthenticityConfig,
+    MessageAuthenticityKeyConfig, MessageAuthenticityRuleConfig, SignedField,
+    UnmatchedSubjectAction, DEFAULT_ALGORITHM_HEADER, DEFAULT_KEY_ID_HEADER,
+    DEFAULT_SIGNATURE_HEADER,
+};
+pub use custody::{CustodyAlgorithm, CustodyConfig};
 pub use dead_letter::DeadLetterConfig;
 pub use delivery::{
     BackoffMode, ConsumerManagementConfig, ConsumerMode, DeliverPolicy, DeliveryConfig,
     InProgressConfig, JitterMode, TemporaryFailureAction,
 };
+pub use encryption::{
+    DecryptKeyConfig, EffectivePolicy, EncryptionAlgorithm, EncryptionConfig,
+    EncryptionRuleConfig, InlineKeyRefused, KeySource,
+};
 pub use logging::{LogFormat, LoggingConfig};
+pub use message_metadata::{
+    AllowList, LabelList, MessageMetadataConfig, MetadataFieldConfig, MetadataLabelsConfig,
+    MetadataRuleConfig, SecurityLabelRuleConfig, SecurityLabelsConfig,
+};
 pub use nats::NatsConfig;
 pub use plugin::{FileAccess, FileGrant, Grants, PluginConfig, PluginLimits};
 
@@ -46,6 +65,21 @@ pub struct Config {
     /// Log level and format.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Priority, classification and labels: headers, defaults, subject rules.
+    #[serde(default)]
+    pub message_metadata: MessageMetadataConfig,
+    /// Security labels profile and the classifications allowed through.
+    #[serde(default)]
+    pub security_labels: SecurityLabelsConfig,
+    /// Signature verification of incoming messages (HMAC-SHA256, Ed25519).
+    #[serde(default)]
+    pub message_authenticity: MessageAuthenticityConfig,
+    /// Payload encryption before the sink sees the message (AES-256-GCM).
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
+    /// Chain-of-custody hashes handed to the sink with each message.
+    #[serde(default)]
+    pub custody: CustodyConfig,
     /// Which sink component to run and what it is granted.
     pub plugin: PluginConfig,
     /// The plugin's own settings, passed as JSON to its `init`.
@@ -160,6 +194,11 @@ impl Config {
         self.consumer_management.validate()?;
         self.delivery.validate()?;
         self.dead_letter.validate()?;
+        self.message_metadata.validate()?;
+        self.security_labels.validate()?;
+        self.message_authenticity.validate()?;
+        self.encryption.validate()?;
+        self.custody.validate()?;
         self.plugin.validate()?;
         if !self.sink.is_object() {
             return Err(Invalid::new("sink", "must be a JSON object"));

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, TemporaryFailureAction};
 use crate::envelope::Envelope;
 use crate::plugin::{PluginHost, SinkPool};
+use crate::security::pipeline::{Screening, SecurityPipeline};
 
 use receive::Received;
 use retry::RetryPolicy;
@@ -48,6 +49,7 @@ struct Shared {
     jetstream: async_nats::jetstream::Context,
     consumer: consumer::PullConsumer,
     pool: SinkPool,
+    security: SecurityPipeline,
     retry: RetryPolicy,
     stats: Stats,
     shutdown: CancellationToken,
@@ -55,7 +57,12 @@ struct Shared {
 
 /// Connects, ensures the consumer, and runs until `shutdown` is cancelled.
 /// Returns the final counters after the in-flight batches were settled.
-pub async fn run(config: Config, plugin: PluginHost, shutdown: CancellationToken) -> anyhow::Result<StatsSnapshot> {
+pub async fn run(
+    config: Config,
+    plugin: PluginHost,
+    security: SecurityPipeline,
+    shutdown: CancellationToken,
+) -> anyhow::Result<StatsSnapshot> {
     let client = connect::connect(&config.nats).await?;
     let jetstream = async_nats::jetstream::new(client.clone());
     let consumer = consumer::ensure(&jetstream, &config).await?;
@@ -63,6 +70,7 @@ pub async fn run(config: Config, plugin: PluginHost, shutdown: CancellationToken
     let shared = Arc::new(Shared {
         retry: RetryPolicy::from_config(&config.delivery),
         pool: plugin.pool(workers),
+        security,
         config,
         jetstream,
         consumer,
@@ -169,10 +177,30 @@ async fn fetch(shared: &Shared) -> anyhow::Result<Vec<Received>> {
     Ok(batch)
 }
 
-/// Writes one batch through the plugin and settles every message.
+/// Screens a batch, writes what passed through the plugin, and settles
+/// every message.
 async fn process(shared: &Shared, batch: Vec<Received>) {
-    let (envelopes, ackers): (Vec<Envelope>, Vec<_>) =
-        batch.into_iter().map(|r| (r.envelope, r.acker)).unzip();
+    let mut envelopes = Vec::with_capacity(batch.len());
+    let mut ackers = Vec::with_capacity(batch.len());
+    for received in batch {
+        match shared.security.screen(received.envelope) {
+            Screening::Pass(envelope) => {
+                envelopes.push(envelope);
+                ackers.push(received.acker);
+            }
+            Screening::Reject { envelope, error_type, error } => {
+                Stats::add(&shared.stats.rejected, 1);
+                dead_letter(shared, &envelope, &received.acker, error_type, &error).await;
+            }
+            Screening::Retry { envelope, reason } => {
+                tracing::error!(stream_sequence = envelope.stream_sequence, %reason, "cannot prepare message; will retry");
+                retry_later(shared, &received.acker, shared.retry.delay(envelope.delivery_count)).await;
+            }
+        }
+    }
+    if envelopes.is_empty() {
+        return;
+    }
     let ackers = Arc::new(ackers);
     let attempts: Vec<u64> = envelopes.iter().map(|e| e.delivery_count).collect();
 

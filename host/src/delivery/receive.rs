@@ -3,14 +3,7 @@
 
 use async_nats::jetstream::message::Acker;
 
-use crate::envelope::{header_value, message_id_from_headers, Envelope, MessageMetadata};
-
-/// Producer header carrying the message priority.
-pub const PRIORITY_HEADER: &str = "Nats-Sinks-Priority";
-/// Producer header carrying the classification.
-pub const CLASSIFICATION_HEADER: &str = "Nats-Sinks-Classification";
-/// Producer header carrying `;`-separated labels.
-pub const LABELS_HEADER: &str = "Nats-Sinks-Labels";
+use crate::envelope::{message_id_from_headers, Envelope, MessageMetadata};
 
 /// A fetched message: what the sink will see, and how to settle it.
 pub struct Received {
@@ -45,8 +38,7 @@ pub fn receive(message: async_nats::jetstream::Message, received_at_ns: i64) -> 
     let timestamp_ns = i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0);
     let (message, acker) = message.split();
     let headers = headers_of(message.headers.as_ref());
-    let message_id = message_id_from_headers(&headers);
-    let metadata = metadata_from_headers(&headers);
+    let message_id = message_id_from_headers(&headers).map(str::to_string);
     Ok(Received {
         envelope: Envelope {
             subject,
@@ -61,7 +53,8 @@ pub fn receive(message: async_nats::jetstream::Message, received_at_ns: i64) -> 
             timestamp_ns,
             received_at_ns,
             message_id,
-            metadata,
+            // Filled by the security pipeline (headers, defaults, rules).
+            metadata: MessageMetadata::default(),
             custody: None,
         },
         acker,
@@ -86,52 +79,8 @@ fn headers_of(map: Option<&async_nats::HeaderMap>) -> Vec<(String, String)> {
     pairs
 }
 
-/// Priority, classification and labels from the producer's headers.
-pub fn metadata_from_headers(headers: &[(String, String)]) -> MessageMetadata {
-    let text = |name: &str| {
-        header_value(headers, name)
-            .map(str::trim)
-            .filter(|value| !value.is_empty())
-            .map(str::to_string)
-    };
-    let labels = header_value(headers, LABELS_HEADER)
-        .map(|value| {
-            value
-                .split(';')
-                .map(str::trim)
-                .filter(|label| !label.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    MessageMetadata {
-        priority: text(PRIORITY_HEADER),
-        classification: text(CLASSIFICATION_HEADER),
-        labels,
-        security_labels: None,
-        mission_metadata: None,
-    }
-}
-
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_ns() -> i64 {
     let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
     i64::try_from(now).unwrap_or(i64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_split_on_semicolons() {
-        let headers = vec![
-            ("nats-sinks-labels".to_string(), " sensor; ;audit ".to_string()),
-            ("Nats-Sinks-Priority".to_string(), "urgent".to_string()),
-        ];
-        let metadata = metadata_from_headers(&headers);
-        assert_eq!(metadata.labels, vec!["sensor", "audit"]);
-        assert_eq!(metadata.priority.as_deref(), Some("urgent"));
-        assert_eq!(metadata.classification, None);
-    }
 }

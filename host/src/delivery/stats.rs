@@ -13,6 +13,8 @@ pub struct Stats {
     pub retried: AtomicU64,
     /// Messages published to the DLQ and then ACKed.
     pub dead_lettered: AtomicU64,
+    /// Messages refused by the security pipeline (authenticity, labels policy).
+    pub rejected: AtomicU64,
     /// DLQ publishes that failed (the message stayed unACKed).
     pub dead_letter_failures: AtomicU64,
     /// Batches that ended in a plugin fault (trap, timeout, memory).
@@ -34,6 +36,8 @@ pub struct StatsSnapshot {
     pub retried: u64,
     /// See [`Stats::dead_lettered`].
     pub dead_lettered: u64,
+    /// See [`Stats::rejected`].
+    pub rejected: u64,
     /// See [`Stats::dead_letter_failures`].
     pub dead_letter_failures: u64,
     /// See [`Stats::plugin_faults`].
@@ -58,6 +62,7 @@ impl Stats {
             stored: read(&self.stored),
             retried: read(&self.retried),
             dead_lettered: read(&self.dead_lettered),
+            rejected: read(&self.rejected),
             dead_letter_failures: read(&self.dead_letter_failures),
             plugin_faults: read(&self.plugin_faults),
             batches: read(&self.batches),

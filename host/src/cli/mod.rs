@@ -9,8 +9,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod security;
+
 use crate::config::{Config, LoggingConfig};
 use crate::plugin::PluginHost;
+use crate::security::pipeline::SecurityPipeline;
 
 /// Moves events from NATS JetStream into sandboxed WebAssembly sinks.
 #[derive(Debug, Parser)]
@@ -48,6 +51,13 @@ pub enum Command {
         /// Configuration file (JSON).
         config: PathBuf,
     },
+    /// Key material for authenticity and encryption.
+    #[command(subcommand)]
+    Keys(security::KeysCommand),
+    /// Sign a payload the way a producer must; prints the headers to send.
+    Sign(security::SignArgs),
+    /// Decrypt a stored record or encrypted payload envelope; key from env.
+    Decrypt(security::DecryptArgs),
     /// Show a component's WIT world, imports and the grants they need.
     Inspect {
         /// Print JSON instead of text.
@@ -86,6 +96,9 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Validate { plugin, config } => validate(&config, plugin).await,
         Command::ShowEffectiveConfig { plugin, config } => show_effective_config(&config, plugin),
         Command::Inspect { json, plugin } => inspect(&plugin, json),
+        Command::Keys(command) => security::keys(command),
+        Command::Sign(args) => security::sign(args),
+        Command::Decrypt(args) => security::decrypt(args),
     }
 }
 
@@ -106,8 +119,9 @@ async fn run(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Re
         .await
         .with_context(|| format!("plugin {} rejected the `sink` section", config.plugin.path.display()))?;
     tracing::info!(elapsed_ms = crate::logging::millis_since_start() as u64, "plugin ready");
+    let security = SecurityPipeline::from_config(&config)?;
     let shutdown = crate::delivery::shutdown::install().context("installing signal handlers")?;
-    crate::delivery::run(config, plugin, shutdown).await?;
+    crate::delivery::run(config, plugin, security, shutdown).await?;
     Ok(())
 }
 
@@ -119,6 +133,7 @@ fn load_plugin(config: &Config) -> anyhow::Result<PluginHost> {
 async fn validate(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load_config(config_path, plugin_override)?;
     crate::logging::init(&quiet_logging(&config.logging));
+    SecurityPipeline::from_config(&config)?;
     let plugin = load_plugin(&config)?;
     plugin
         .check_init()

@@ -1,0 +1,13 @@
+//! Message security in the host, before any sink sees a message:
+//! normalise → authenticity → metadata/labels policy → encryption → custody.
+//!
+//! Everything here runs in the host, so every sink, first-party or
+//! third-party, in any language, gets it, and no plugin ever holds a key.
+
+pub mod authenticity;
+pub mod canonical;
+pub mod custody;
+pub mod encryption;
+pub mod metadata;
+pub mod subjects;
+pub mod pipeline;
