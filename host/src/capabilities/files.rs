@@ -12,23 +12,64 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use super::GrantError;
 use crate::config::{FileAccess, FileGrant};
 
+use super::Capability;
+
+/// The granted directories, checked against the host.
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    dirs: Vec<PreparedDir>,
+}
+
 /// A directory grant, checked against the host.
 #[derive(Debug, Clone)]
-pub struct PreparedDir {
+struct PreparedDir {
     host_path: PathBuf,
     guest_path: String,
     access: FileAccess,
     index: usize,
 }
 
-/// Checks every directory grant: read-write directories are created when
-/// missing; every directory must exist and be a directory.
-pub fn prepare(grants: &[FileGrant]) -> Result<Vec<PreparedDir>, GrantError> {
-    grants
-        .iter()
-        .enumerate()
-        .map(|(index, grant)| prepare_one(index, grant))
-        .collect()
+impl Capability for Files {
+    type Grant = FileGrant;
+    const NAME: &'static str = "files";
+
+    /// Read-write directories are created when missing; every directory must
+    /// exist and be a directory. Host paths are canonicalised once, so a
+    /// symlink swapped later does not move the grant.
+    fn prepare(grants: &[FileGrant]) -> Result<Self, GrantError> {
+        let dirs = grants
+            .iter()
+            .enumerate()
+            .map(|(index, grant)| prepare_one(index, grant))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { dirs })
+    }
+
+    /// Preopens the directories with the permissions of their `access`.
+    fn apply(&self, builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
+        for dir in &self.dirs {
+            builder
+                .preopened_dir(&dir.host_path, &dir.guest_path, permissions(dir.access))
+                .map_err(|err| GrantError {
+                    location: format!("files[{}].host_path", dir.index),
+                    message: format!("cannot open {}: {err}", dir.host_path.display()),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> Vec<String> {
+        self.dirs
+            .iter()
+            .map(|dir| {
+                let access = match dir.access {
+                    FileAccess::ReadOnly => "read-only",
+                    FileAccess::ReadWrite => "read-write",
+                };
+                format!("files: {} as {} ({access})", dir.host_path.display(), dir.guest_path)
+            })
+            .collect()
+    }
 }
 
 fn prepare_one(index: usize, grant: &FileGrant) -> Result<PreparedDir, GrantError> {
@@ -56,38 +97,14 @@ fn prepare_one(index: usize, grant: &FileGrant) -> Result<PreparedDir, GrantErro
     })
 }
 
-/// Preopens the directories in a new instance's WASI context.
-pub fn apply(dirs: &[PreparedDir], builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
-    for dir in dirs {
-        builder
-            .preopened_dir(&dir.host_path, &dir.guest_path, permissions(dir.access))
-            .map_err(|err| GrantError {
-                location: format!("files[{}].host_path", dir.index),
-                message: format!("cannot open {}: {err}", dir.host_path.display()),
-            })?;
-    }
-    Ok(())
-}
-
-/// WASI permissions for an access level.
+/// WASI permissions for an access level: `read-only` gives
+/// `FsPerms::ReadOnly` (wasmtime-wasi 48 has one permission set for the
+/// directory and the files in it; no create, write, rename or remove).
 fn permissions(access: FileAccess) -> FsPerms {
     match access {
         FileAccess::ReadOnly => FsPerms::ReadOnly,
         FileAccess::ReadWrite => FsPerms::ReadWrite,
     }
-}
-
-/// One line per directory.
-pub fn describe(dirs: &[PreparedDir]) -> Vec<String> {
-    dirs.iter()
-        .map(|dir| {
-            let access = match dir.access {
-                FileAccess::ReadOnly => "read-only",
-                FileAccess::ReadWrite => "read-write",
-            };
-            format!("files: {} as {} ({access})", dir.host_path.display(), dir.guest_path)
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -106,15 +123,15 @@ mod tests {
     fn read_write_directories_are_created() {
         let temp = tempfile::tempdir().expect("tempdir");
         let wanted = temp.path().join("a/b");
-        let prepared = prepare(&[grant(wanted.clone(), FileAccess::ReadWrite)]).expect("prepared");
+        let prepared = Files::prepare(&[grant(wanted.clone(), FileAccess::ReadWrite)]).expect("prepared");
         assert!(wanted.is_dir());
-        assert_eq!(describe(&prepared).len(), 1);
+        assert_eq!(prepared.describe(), vec![format!("files: {} as /out (read-write)", wanted.canonicalize().expect("canonical").display())]);
     }
 
     #[test]
     fn a_missing_read_only_directory_is_an_error_naming_the_grant() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let err = prepare(&[grant(temp.path().join("nope"), FileAccess::ReadOnly)]).expect_err("missing");
+        let err = Files::prepare(&[grant(temp.path().join("nope"), FileAccess::ReadOnly)]).expect_err("missing");
         assert!(err.to_string().starts_with("plugin.grants.files[0].host_path"), "{err}");
     }
 
@@ -123,8 +140,16 @@ mod tests {
         let temp = tempfile::tempdir().expect("tempdir");
         let file = temp.path().join("f");
         std::fs::write(&file, b"x").expect("write");
-        let err = prepare(&[grant(file, FileAccess::ReadWrite)]).expect_err("file");
+        let err = Files::prepare(&[grant(file, FileAccess::ReadWrite)]).expect_err("file");
         assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn grants_are_applied_to_a_wasi_context() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let files = Files::prepare(&[grant(temp.path().to_path_buf(), FileAccess::ReadOnly)]).expect("prepared");
+        let mut builder = WasiCtxBuilder::new();
+        files.apply(&mut builder).expect("applied");
     }
 
     #[test]

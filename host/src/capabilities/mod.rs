@@ -16,6 +16,8 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::config::Grants;
 
+pub use files::Files;
+
 /// A grant that cannot be honoured on this host.
 #[derive(Debug, thiserror::Error)]
 #[error("plugin.grants.{location}: {message}")]
@@ -26,29 +28,48 @@ pub struct GrantError {
     pub message: String,
 }
 
+/// The lifecycle every capability module follows, so new grants (`http`,
+/// `sql`) are added as siblings of [`files`] without touching the runtime.
+pub trait Capability: Sized {
+    /// The operator's grant entries of this kind (`plugin.grants.<NAME>`).
+    type Grant;
+    /// The grant's name in `plugin.grants` and in `sinkhost inspect`.
+    const NAME: &'static str;
+
+    /// Validates the grants against the host once, at load time (paths
+    /// exist or can be created...), with errors naming the grant.
+    fn prepare(grants: &[Self::Grant]) -> Result<Self, GrantError>;
+
+    /// Adds the capability to a new instance's WASI context.
+    fn apply(&self, builder: &mut WasiCtxBuilder) -> Result<(), GrantError>;
+
+    /// One line per grant: what it allows, for logs and `inspect`.
+    fn describe(&self) -> Vec<String>;
+}
+
 /// Every granted capability, checked and ready to apply to new instances.
 #[derive(Debug, Clone, Default)]
 pub struct PreparedGrants {
-    files: Vec<files::PreparedDir>,
+    files: Files,
 }
 
 impl PreparedGrants {
     /// Checks the operator's grants against the host.
     pub fn prepare(grants: &Grants) -> Result<Self, GrantError> {
         Ok(Self {
-            files: files::prepare(&grants.files)?,
+            files: Files::prepare(&grants.files)?,
         })
     }
 
     /// Adds the grants to a new instance's WASI context. Nothing else is
     /// added: no environment, no arguments, no network.
     pub fn apply(&self, builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
-        files::apply(&self.files, builder)
+        self.files.apply(builder)
     }
 
     /// One line per grant, for logs.
     pub fn describe(&self) -> Vec<String> {
-        files::describe(&self.files)
+        self.files.describe()
     }
 }
 
@@ -84,7 +105,7 @@ pub fn import_need(name: &str) -> ImportNeed {
     let interface = name.split('@').next().unwrap_or(name);
     let package = interface.split('/').next().unwrap_or(interface);
     match package {
-        "wasi:filesystem" => ImportNeed::Grant("files"),
+        "wasi:filesystem" => ImportNeed::Grant(Files::NAME),
         "wasi:sockets" => ImportNeed::Denied("plain sockets are never granted; use the http grant (coming)"),
         "wasi:http" => ImportNeed::Unsupported("outgoing HTTP needs an `http` grant, which this sinkhost does not offer yet"),
         "wasi:clocks" | "wasi:random" | "wasi:io" | "wasi:cli" => ImportNeed::Provided,

@@ -213,6 +213,13 @@ impl Config {
     pub fn effective(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         annotate_env_fields(&mut value);
+        if let serde_json::Value::Object(sections) = &mut value {
+            // Which encryption rule applies to which subject pattern.
+            sections.insert(
+                "encryption_rules_in_effect".to_string(),
+                crate::security::encryption::describe_rules(&self.encryption),
+            );
+        }
         value
     }
 }

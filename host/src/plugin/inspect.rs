@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 
 use crate::capabilities::{import_need, ImportNeed};
 
-use super::{cache, check_component_header, engine, PluginLoadError, SINK_EXPORT_PREFIX, SUPPORTED_VERSIONS};
+use super::{cache, engine, PluginLoadError, SINK_EXPORT_PREFIX, SUPPORTED_VERSIONS};
 
 /// One import and what it needs from the operator.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ImportReport {
     /// Interface name, e.g. `wasi:filesystem/preopens@0.2.6`.
     pub name: String,
-    /// Provided, needs a grant, denied or unsupported.
+    /// Provided, needs a grant, denied or not provided.
     pub need: ImportNeed,
 }
 
@@ -20,36 +20,41 @@ pub struct ImportReport {
 pub struct Inspection {
     /// The file.
     pub path: PathBuf,
-    /// sha256 of the bytes.
+    /// sha256 of the bytes (hex).
     pub digest: String,
     /// Size in bytes.
     pub size_bytes: usize,
     /// `sinkhost:sink/plugin@<version>` when it is a sink.
     pub world: Option<String>,
-    /// Whether this host can run it, and if not why.
-    pub runnable: Result<(), String>,
-    /// Its imports.
+    /// The WIT version of its `sink` export, when it is a sink.
+    pub wit_version: Option<String>,
+    /// Whether this host can run it.
+    pub runnable: bool,
+    /// Why not, when it cannot run.
+    pub problem: Option<String>,
+    /// Its imports, with what each needs.
     pub imports: Vec<ImportReport>,
     /// Its exports.
     pub exports: Vec<String>,
-    /// Grants the operator must give for it to reach anything.
+    /// Grants the operator must give for it to reach anything
+    /// (`plugin.grants.<name>`).
     pub grants_needed: Vec<String>,
 }
 
-/// Reads and compiles (or loads from the cache) a component and reports on it.
+/// Reads and compiles (or loads from the default cache) a component and
+/// reports on it. A component that is not a runnable sink is still
+/// described (`runnable: false` and why); a file that is not a component is
+/// an error.
 pub fn inspect(path: &Path) -> Result<Inspection, PluginLoadError> {
-    let bytes = std::fs::read(path).map_err(|source| PluginLoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    check_component_header(path, &bytes)?;
+    inspect_with_cache(path, cache::default_dir().as_deref())
+}
+
+/// [`inspect`] with an explicit cache directory (`None`: no cache).
+pub fn inspect_with_cache(path: &Path, cache_dir: Option<&Path>) -> Result<Inspection, PluginLoadError> {
+    let bytes = super::read_component(path)?;
     let digest = cache::sha256_hex(&bytes);
-    let engine = engine::build().map_err(|err| super::link_error(path, err))?;
-    let (component, _) = cache::load_or_compile(&engine, &bytes, &digest, cache::default_dir().as_deref())
-        .map_err(|err| PluginLoadError::Compile {
-            path: path.to_path_buf(),
-            message: super::one_line(&format!("{err:#}")),
-        })?;
+    let engine = engine::build().map_err(|err| super::link_error(path, &err))?;
+    let (component, _) = super::compile(path, &engine, &bytes, &digest, cache_dir)?;
     let component_type = component.component_type();
     let imports: Vec<ImportReport> = component_type
         .imports(&engine)
@@ -59,30 +64,47 @@ pub fn inspect(path: &Path) -> Result<Inspection, PluginLoadError> {
         })
         .collect();
     let exports: Vec<String> = component_type.exports(&engine).map(|(name, _)| name.to_string()).collect();
-    let version = exports.iter().find_map(|name| name.strip_prefix(SINK_EXPORT_PREFIX));
-    let mut grants_needed: Vec<String> = imports
+    let wit_version = exports
+        .iter()
+        .find_map(|name| name.strip_prefix(SINK_EXPORT_PREFIX))
+        .map(str::to_string);
+    let problem = runnable(path, &engine, &component).err().map(|err| err.to_string());
+    Ok(Inspection {
+        path: path.to_path_buf(),
+        digest,
+        size_bytes: bytes.len(),
+        world: wit_version.as_ref().map(|v| format!("sinkhost:sink/plugin@{v}")),
+        wit_version,
+        runnable: problem.is_none(),
+        problem,
+        grants_needed: grants_needed(&imports),
+        imports,
+        exports,
+    })
+}
+
+/// The load-time checks of [`super::PluginHost::load`]: a sink of a
+/// supported version, importing only what the host provides, whose exports
+/// match the WIT of its version.
+fn runnable(path: &Path, engine: &wasmtime::Engine, component: &wasmtime::component::Component) -> Result<(), PluginLoadError> {
+    let version = super::sink_version(path, engine, component)?;
+    super::check_imports(path, engine, component)?;
+    super::prepare(engine, component, &version).map_err(|err| super::link_error(path, &err))?;
+    Ok(())
+}
+
+/// The grants the imports need, sorted, each once.
+fn grants_needed(imports: &[ImportReport]) -> Vec<String> {
+    let mut grants: Vec<String> = imports
         .iter()
         .filter_map(|import| match import.need {
             ImportNeed::Grant(grant) => Some(grant.to_string()),
             _ => None,
         })
         .collect();
-    grants_needed.sort();
-    grants_needed.dedup();
-    let runnable = match (version, super::sink_version(path, &engine, &component), super::check_imports(path, &engine, &component)) {
-        (_, Err(err), _) | (_, _, Err(err)) => Err(err.to_string()),
-        _ => Ok(()),
-    };
-    Ok(Inspection {
-        path: path.to_path_buf(),
-        digest,
-        size_bytes: bytes.len(),
-        world: version.map(|v| format!("sinkhost:sink/plugin@{v}")),
-        runnable,
-        imports,
-        exports,
-        grants_needed,
-    })
+    grants.sort();
+    grants.dedup();
+    grants
 }
 
 impl std::fmt::Display for Inspection {
@@ -94,9 +116,9 @@ impl std::fmt::Display for Inspection {
             Some(world) => writeln!(f, "world:     {world}")?,
             None => writeln!(f, "world:     not a sinkhost sink")?,
         }
-        match &self.runnable {
-            Ok(()) => writeln!(f, "runnable:  yes (supported WIT versions: {})", SUPPORTED_VERSIONS.join(", "))?,
-            Err(why) => writeln!(f, "runnable:  no: {why}")?,
+        match &self.problem {
+            None => writeln!(f, "runnable:  yes (supported WIT versions: {})", SUPPORTED_VERSIONS.join(", "))?,
+            Some(why) => writeln!(f, "runnable:  no: {why}")?,
         }
         writeln!(f, "exports:")?;
         for export in &self.exports {
@@ -111,5 +133,25 @@ impl std::fmt::Display for Inspection {
         } else {
             write!(f, "grants needed: {}", self.grants_needed.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_are_collected_once() {
+        let report = |name: &str| ImportReport {
+            name: name.into(),
+            need: import_need(name),
+        };
+        let imports = [
+            report("wasi:filesystem/types@0.2.6"),
+            report("wasi:filesystem/preopens@0.2.6"),
+            report("wasi:clocks/wall-clock@0.2.6"),
+            report("wasi:sockets/tcp@0.2.6"),
+        ];
+        assert_eq!(grants_needed(&imports), vec!["files".to_string()]);
     }
 }

@@ -22,10 +22,10 @@ mod v0_1;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::capabilities::{import_need, GrantError, ImportNeed, PreparedGrants};
@@ -33,17 +33,25 @@ use crate::config::{PluginConfig, PluginLimits};
 use crate::envelope::Envelope;
 
 pub use cache::CacheOutcome;
-pub use inspect::{inspect, ImportReport, Inspection};
+pub use engine::{DEADLINE_GRACE, EPOCH_TICK};
+pub use inspect::{inspect, inspect_with_cache, ImportReport, Inspection};
 pub use pool::SinkPool;
+pub use state::{MAX_INSTANCES, MAX_LOG_LINE_BYTES, MAX_OUTPUT_BYTES_PER_CALL};
 
 use state::{LogLevel, LogOutput, PluginLog, StoreState};
 
 /// Prefix of the export every sink provides; the version follows the `@`.
 pub const SINK_EXPORT_PREFIX: &str = "sinkhost:sink/sink@";
-/// WIT versions this host can run, newest first.
+/// WIT versions this host can run, newest first. A plugin built against any
+/// semver-compatible version (same `0.minor`, or same major from 1.0) runs.
 pub const SUPPORTED_VERSIONS: &[&str] = &[v0_1::VERSION];
-/// Longest fault message kept (traps can carry long backtraces).
+/// Longest fault message kept (wasmtime errors can carry long backtraces).
 const MAX_FAULT_MESSAGE_BYTES: usize = 1_000;
+/// How wasmtime's `WasmBacktrace` context starts: left out of fault
+/// messages (it is long, and the guest's own panic message is in the log).
+const WASM_BACKTRACE_HEADER: &str = "error while executing at wasm backtrace";
+/// Bytes in a MiB, for `memory_mb`.
+const MIB: u64 = 1024 * 1024;
 
 /// Whether retrying can help, as the sink reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,12 +156,14 @@ pub enum PluginLoadError {
         message: String,
     },
     /// A component, but not a sink.
-    #[error("{path} is not a sinkhost sink: it exports [{exports}]; expected {SINK_EXPORT_PREFIX}0.1.x")]
+    #[error("{path} is not a sinkhost sink: it exports [{exports}]; expected {expected}")]
     NotASink {
         /// The file.
         path: PathBuf,
         /// What it exports instead.
         exports: String,
+        /// The exports this host accepts, e.g. `sinkhost:sink/sink@0.1.x`.
+        expected: String,
     },
     /// A sink of a WIT version this host does not support.
     #[error("{path} is a sink for WIT version {version}, which this sinkhost does not support (supported: {supported})")]
@@ -172,13 +182,14 @@ pub enum PluginLoadError {
         path: PathBuf,
         /// The import.
         import: String,
-        /// Why it cannot be provided.
+        /// Why it cannot be provided (and which grant it would need).
         need: ImportNeed,
     },
     /// A grant cannot be honoured on this host.
     #[error("{0}")]
     Grant(#[from] GrantError),
-    /// The engine could not be set up or the component could not be linked.
+    /// The engine could not be set up or the component could not be linked
+    /// against the host's imports of its WIT version.
     #[error("cannot prepare plugin {path}: {message}")]
     Link {
         /// The file.
@@ -193,14 +204,13 @@ pub enum PluginLoadError {
 pub struct PluginDescription {
     /// The component file.
     pub path: PathBuf,
-    /// sha256 of the component bytes: the plugin's identity.
+    /// sha256 of the component bytes (hex): the plugin's identity.
     pub digest: String,
-    /// The WIT version of its `sink` export.
+    /// The WIT version of its `sink` export, e.g. `0.1.0`.
     pub wit_version: String,
     /// Whether it came from the precompiled cache.
-    #[serde(skip)]
     pub cache: CacheOutcome,
-    /// Milliseconds spent compiling or loading it.
+    /// Milliseconds spent reading, checking and compiling or loading it.
     pub load_ms: u64,
 }
 
@@ -216,7 +226,7 @@ impl std::fmt::Display for PluginDescription {
     }
 }
 
-/// The bindings of the component's WIT version.
+/// The pre-linked component, by WIT version.
 #[derive(Clone)]
 enum Prepared {
     V0_1(v0_1::Prepared),
@@ -237,10 +247,21 @@ struct Inner {
     description: PluginDescription,
 }
 
-/// A loaded, checked, compiled sink component. Cheap to clone.
+/// A loaded, checked, compiled sink component: the engine (with its epoch
+/// ticker), the pre-linked component and the sandbox settings. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct PluginHost {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugin", &self.inner.description)
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PluginHost {
@@ -249,40 +270,30 @@ impl PluginHost {
     pub fn load(config: &PluginConfig, sink_config: &serde_json::Value) -> Result<Self, PluginLoadError> {
         let path = config.path.clone();
         let started = Instant::now();
-        let bytes = std::fs::read(&path).map_err(|source| PluginLoadError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        check_component_header(&path, &bytes)?;
+        let bytes = read_component(&path)?;
+        let grants = PreparedGrants::prepare(&config.grants)?;
         let digest = cache::sha256_hex(&bytes);
-        let engine = engine::build().map_err(|err| link_error(&path, err))?;
+        let engine = engine::build().map_err(|err| link_error(&path, &err))?;
         let cache_dir = config.cache_dir.clone().or_else(cache::default_dir);
-        let (component, cache) = cache::load_or_compile(&engine, &bytes, &digest, cache_dir.as_deref())
-            .map_err(|err| PluginLoadError::Compile {
-                path: path.clone(),
-                message: one_line(&format!("{err:#}")),
-            })?;
+        let (component, cache) = compile(&path, &engine, &bytes, &digest, cache_dir.as_deref())?;
         let version = sink_version(&path, &engine, &component)?;
         check_imports(&path, &engine, &component)?;
-        let grants = PreparedGrants::prepare(&config.grants)?;
-        let prepared = prepare(&engine, &component, &version).map_err(|err| link_error(&path, err))?;
-        let name: Arc<str> = path
-            .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "plugin".to_string())
-            .into();
+        let prepared = prepare(&engine, &component, &version).map_err(|err| link_error(&path, &err))?;
         let description = PluginDescription {
             path: path.clone(),
             digest,
             wit_version: version,
             cache,
-            load_ms: started.elapsed().as_millis() as u64,
+            load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
         tracing::info!(
             plugin = %description,
             cache = ?description.cache,
             load_ms = description.load_ms,
             grants = ?grants.describe(),
+            memory_mb = config.limits.memory_mb,
+            call_timeout_ms = config.limits.call_timeout_ms,
+            deadline_ticks = engine::ticks_for(Duration::from_millis(config.limits.call_timeout_ms)),
             "plugin loaded"
         );
         Ok(Self {
@@ -292,37 +303,89 @@ impl PluginHost {
                 grants,
                 limits: config.limits.clone(),
                 sink_config: sink_config.to_string(),
-                name,
+                name: plugin_name(&path),
                 description,
             }),
         })
     }
 
-    /// Instantiates once and calls `init` with the sink config.
+    /// Instantiates once and calls `init` with the sink config (what
+    /// `sinkhost validate` uses). A refused config is
+    /// `Err(PluginFault::Init)` carrying the plugin's message.
     pub async fn check_init(&self) -> Result<(), PluginFault> {
-        self.new_instance().await.map(drop)
+        let started = Instant::now();
+        self.new_instance().await?;
+        tracing::debug!(
+            plugin = %self.inner.name,
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "plugin instance created and initialised"
+        );
+        Ok(())
     }
 
-    /// A pool of up to `size` instances for concurrent batches.
+    /// A pool of up to `size` instances (at least one) for concurrent
+    /// batches.
     pub fn pool(&self, size: usize) -> SinkPool {
         SinkPool::new(self.clone(), size)
     }
 
-    /// Path, digest and WIT version.
+    /// WIT version, path and digest, for logs.
     pub fn describe(&self) -> PluginDescription {
         self.inner.description.clone()
     }
 
-    /// A new instance, with `init` called.
+    /// The plugin's name in logs (the file name without `.wasm`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// A new instance: a fresh Store with its own WASI context, limits and
+    /// deadline, instantiated and initialised.
     async fn new_instance(&self) -> Result<Instance, PluginFault> {
+        let mut store = self.new_store()?;
+        let bindings = match &self.inner.prepared {
+            Prepared::V0_1(prepared) => {
+                let deadline = self.start_call(&mut store);
+                let result = tokio::time::timeout(deadline, prepared.instantiate(&mut store)).await;
+                self.settle(&store, result).map(Bindings::V0_1)
+            }
+        }
+        .map_err(|fault| match fault {
+            PluginFault::Trap { message } => PluginFault::Init {
+                message: format!("cannot instantiate the plugin: {message}"),
+            },
+            other => other,
+        })?;
+        let config = self.inner.sink_config.as_str();
+        let answer = match &bindings {
+            Bindings::V0_1(bindings) => {
+                let deadline = self.start_call(&mut store);
+                let result = tokio::time::timeout(deadline, bindings.init(&mut store, config)).await;
+                self.settle(&store, result)?
+            }
+        };
+        match answer {
+            Ok(()) => Ok(Instance { store, bindings }),
+            Err(message) => Err(PluginFault::Init {
+                message: format!("the plugin rejected its `sink` config: {}", one_line(&message)),
+            }),
+        }
+    }
+
+    /// A Store whose WASI context holds only the granted capabilities.
+    fn new_store(&self) -> Result<Store<StoreState>, PluginFault> {
         let inner = &self.inner;
         let log = PluginLog::new(Arc::clone(&inner.name));
         let mut wasi = WasiCtxBuilder::new();
+        // Deny by default: the builder starts with no environment, no
+        // arguments, no preopens and a closed stdin. Say the network part
+        // out loud so a wasmtime default change cannot open it.
         wasi.stdout(LogOutput::new(log.clone(), "stdout", LogLevel::Info))
             .stderr(LogOutput::new(log.clone(), "stderr", LogLevel::Warn))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             // File operations run on the calling thread instead of a
             // `spawn_blocking` round trip each: a per-message file sink makes
             // several small calls per message, and the hop dominated (3x).
@@ -331,65 +394,70 @@ impl PluginHost {
             .grants
             .apply(&mut wasi)
             .map_err(|err| PluginFault::Init { message: err.to_string() })?;
-        let memory_bytes = usize::try_from(inner.limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        let memory_bytes = usize::try_from(inner.limits.memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
         let mut store = Store::new(&inner.engine, StoreState::new(wasi.build(), memory_bytes, log));
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut context| context.data_mut().deadline.tick());
-
-        self.arm(&mut store);
-        let bindings = match &inner.prepared {
-            Prepared::V0_1(prepared) => prepared.instantiate(&mut store).await.map(Bindings::V0_1),
-        }
-        .map_err(|err| self.classify(&store, err))?;
-        let mut instance = Instance { store, bindings };
-        self.arm(&mut instance.store);
-        let answer = match &instance.bindings {
-            Bindings::V0_1(bindings) => bindings.init(&mut instance.store, &inner.sink_config).await,
-        };
-        match answer {
-            Ok(Ok(())) => Ok(instance),
-            Ok(Err(message)) => Err(PluginFault::Init {
-                message: format!("the plugin rejected its `sink` config: {}", one_line(&message)),
-            }),
-            Err(err) => Err(self.classify(&instance.store, err)),
-        }
+        store.epoch_deadline_callback(|mut context| Ok(context.data_mut().deadline.on_tick()));
+        Ok(store)
     }
 
     /// Writes a batch on `instance`. Any error means the instance is dead.
     async fn write_batch(&self, instance: &mut Instance, batch: &[Envelope]) -> Result<WriteOutcome, PluginFault> {
-        self.arm(&mut instance.store);
-        let result = match &instance.bindings {
-            Bindings::V0_1(bindings) => bindings.write_batch(&mut instance.store, batch).await,
-        };
-        match result {
-            Ok(outcome) => outcome,
-            Err(err) => Err(self.classify(&instance.store, err)),
+        let Instance { store, bindings } = instance;
+        match bindings {
+            Bindings::V0_1(bindings) => {
+                let deadline = self.start_call(store);
+                let result = tokio::time::timeout(deadline, bindings.write_batch(store, batch)).await;
+                self.settle(store, result)?
+            }
         }
     }
 
-    fn arm(&self, store: &mut Store<StoreState>) {
-        let ticks = engine::ticks_for(self.inner.limits.call_timeout_ms);
-        store.data_mut().deadline.arm(ticks);
+    /// Arms the deadline before a call into the plugin: the epoch interrupt
+    /// fires `call_timeout_ms` from now (checked at every
+    /// [`EPOCH_TICK`]). Returns the wall-clock backstop for
+    /// `tokio::time::timeout`, [`DEADLINE_GRACE`] later, which catches a call
+    /// parked in an async host call, where epochs are not checked. When the
+    /// backstop fires, `timeout` drops the call's future, which unwinds the
+    /// plugin's stack; the caller then discards the Store.
+    fn start_call(&self, store: &mut Store<StoreState>) -> Duration {
+        let timeout = Duration::from_millis(self.inner.limits.call_timeout_ms);
+        store.data_mut().start_call(timeout);
         store.set_epoch_deadline(1);
+        timeout + DEADLINE_GRACE
     }
 
-    /// Turns a wasmtime error into the fault it really is.
-    fn classify(&self, store: &Store<StoreState>, err: wasmtime::Error) -> PluginFault {
-        let state = store.data();
-        if state.deadline.expired {
-            PluginFault::Timeout {
+    /// The result of a bounded call, with errors classified.
+    fn settle<T>(
+        &self,
+        store: &Store<StoreState>,
+        result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, PluginFault> {
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(&self.inner.limits, store.data(), &err)),
+            Err(_elapsed) => Err(PluginFault::Timeout {
                 after_ms: self.inner.limits.call_timeout_ms,
-            }
-        } else if state.limiter.refused {
-            PluginFault::MemoryLimit {
-                limit_mb: self.inner.limits.memory_mb,
-            }
-        } else {
-            PluginFault::Trap {
-                message: one_line(&format!("{err:#}")),
-            }
+            }),
         }
+    }
+}
+
+/// Turns a wasmtime error into the fault it really is, from the trap and
+/// what the store recorded (a refused grow, an expired deadline).
+fn classify(limits: &PluginLimits, state: &StoreState, err: &wasmtime::Error) -> PluginFault {
+    if state.limiter.refused {
+        return PluginFault::MemoryLimit {
+            limit_mb: limits.memory_mb,
+        };
+    }
+    if state.deadline.expired || err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return PluginFault::Timeout {
+            after_ms: limits.call_timeout_ms,
+        };
+    }
+    PluginFault::Trap {
+        message: fault_message(err),
     }
 }
 
@@ -397,6 +465,38 @@ impl PluginHost {
 struct Instance {
     store: Store<StoreState>,
     bindings: Bindings,
+}
+
+/// The plugin's name in logs: the file name without its extension.
+fn plugin_name(path: &Path) -> Arc<str> {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".to_string())
+        .into()
+}
+
+/// Reads the file and checks it is a component (not a core module).
+fn read_component(path: &Path) -> Result<Vec<u8>, PluginLoadError> {
+    let bytes = std::fs::read(path).map_err(|source| PluginLoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check_component_header(path, &bytes)?;
+    Ok(bytes)
+}
+
+/// Compiles the component or loads it from the cache.
+fn compile(
+    path: &Path,
+    engine: &Engine,
+    bytes: &[u8],
+    digest: &str,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, CacheOutcome), PluginLoadError> {
+    cache::load_or_compile(engine, bytes, digest, cache_dir).map_err(|err| PluginLoadError::Compile {
+        path: path.to_path_buf(),
+        message: fault_message(&err),
+    })
 }
 
 /// Component binary: `\0asm`, then version 0x0d and layer 1.
@@ -417,6 +517,15 @@ fn check_component_header(path: &Path, bytes: &[u8]) -> Result<(), PluginLoadErr
     }
 }
 
+/// What a sink must export, for messages: `sinkhost:sink/sink@0.1.x`.
+fn expected_exports() -> String {
+    SUPPORTED_VERSIONS
+        .iter()
+        .map(|version| format!("{SINK_EXPORT_PREFIX}{}.x", major_minor(version)))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 /// The WIT version of the component's `sinkhost:sink/sink@X` export.
 fn sink_version(path: &Path, engine: &Engine, component: &Component) -> Result<String, PluginLoadError> {
     let exports: Vec<String> = component
@@ -428,26 +537,54 @@ fn sink_version(path: &Path, engine: &Engine, component: &Component) -> Result<S
         return Err(PluginLoadError::NotASink {
             path: path.to_path_buf(),
             exports: exports.join(", "),
+            expected: expected_exports(),
         });
     };
-    if SUPPORTED_VERSIONS.iter().any(|supported| same_minor(supported, version)) {
+    if supported_version(version).is_some() {
         Ok(version.to_string())
     } else {
         Err(PluginLoadError::UnsupportedVersion {
             path: path.to_path_buf(),
             version: version.to_string(),
-            supported: SUPPORTED_VERSIONS.join(", "),
+            supported: SUPPORTED_VERSIONS
+                .iter()
+                .map(|v| format!("{}.x", major_minor(v)))
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 }
 
-/// `0.1.0` and `0.1.7` are compatible (semver for 0.x: same minor).
-fn same_minor(a: &str, b: &str) -> bool {
-    let major_minor = |v: &str| v.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
-    major_minor(a) == major_minor(b)
+/// The supported version whose bindings run a plugin built against
+/// `version`, if any.
+fn supported_version(version: &str) -> Option<&'static str> {
+    SUPPORTED_VERSIONS
+        .iter()
+        .copied()
+        .find(|supported| semver_compatible(supported, version))
 }
 
-/// Refuses a component that imports an interface the host does not provide.
+/// `major.minor` of a version.
+fn major_minor(version: &str) -> String {
+    version.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
+}
+
+/// Semver compatibility as cargo applies it: for `0.x`, the same minor
+/// (`0.1.0` and `0.1.7`); from `1.0`, the same major.
+fn semver_compatible(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Option<(u64, u64)> {
+        let mut numbers = v.split(['.', '-', '+']);
+        Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
+    };
+    match (parts(a), parts(b)) {
+        (Some((0, minor_a)), Some((0, minor_b))) => minor_a == minor_b,
+        (Some((major_a, _)), Some((major_b, _))) => major_a == major_b,
+        _ => false,
+    }
+}
+
+/// Refuses a component that imports an interface the host does not provide,
+/// naming the import and the grant it would need.
 fn check_imports(path: &Path, engine: &Engine, component: &Component) -> Result<(), PluginLoadError> {
     for (name, _) in component.component_type().imports(engine) {
         let need = import_need(name);
@@ -462,22 +599,39 @@ fn check_imports(path: &Path, engine: &Engine, component: &Component) -> Result<
     Ok(())
 }
 
-/// Links the component for its version.
+/// Links the component against WASI and the host imports of its version.
 fn prepare(engine: &Engine, component: &Component, version: &str) -> wasmtime::Result<Prepared> {
     let mut linker: Linker<StoreState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    if same_minor(v0_1::VERSION, version) {
-        v0_1::add_to_linker(&mut linker)?;
-        return Ok(Prepared::V0_1(v0_1::Prepared::new(&linker, component)?));
+    match supported_version(version) {
+        Some(v0_1::VERSION) => {
+            v0_1::add_to_linker(&mut linker)?;
+            Ok(Prepared::V0_1(v0_1::Prepared::new(&linker, component)?))
+        }
+        _ => Err(wasmtime::Error::msg(format!("no bindings for WIT version {version}"))),
     }
-    Err(wasmtime::Error::msg(format!("no bindings for WIT version {version}")))
 }
 
-fn link_error(path: &Path, err: wasmtime::Error) -> PluginLoadError {
+fn link_error(path: &Path, err: &wasmtime::Error) -> PluginLoadError {
     PluginLoadError::Link {
         path: path.to_path_buf(),
-        message: one_line(&format!("{err:#}")),
+        message: fault_message(err),
     }
+}
+
+/// The useful part of a wasmtime error: the trap (e.g. "wasm `unreachable`
+/// instruction executed") or the error chain, on one line and without the
+/// wasm backtrace.
+fn fault_message(err: &wasmtime::Error) -> String {
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return trap.to_string();
+    }
+    let chain: Vec<String> = err
+        .chain()
+        .map(ToString::to_string)
+        .filter(|cause| !cause.starts_with(WASM_BACKTRACE_HEADER))
+        .collect();
+    one_line(&chain.join(": "))
 }
 
 /// Collapses whitespace and cuts the message to a log-friendly size.
@@ -505,17 +659,74 @@ mod tests {
         assert!(core.to_string().contains("core WebAssembly module"), "{core}");
         let text = check_component_header(path, b"hello world").expect_err("text");
         assert!(text.to_string().contains("magic bytes"), "{text}");
+        let short = check_component_header(path, b"\0as").expect_err("short");
+        assert!(short.to_string().starts_with("x.wasm is not a WebAssembly component"), "{short}");
     }
 
     #[test]
-    fn versions_match_on_minor() {
-        assert!(same_minor("0.1.0", "0.1.9"));
-        assert!(!same_minor("0.1.0", "0.2.0"));
+    fn versions_are_semver_compatible() {
+        assert!(semver_compatible("0.1.0", "0.1.9"));
+        assert!(semver_compatible("0.1.0", "0.1.0-rc1"));
+        assert!(!semver_compatible("0.1.0", "0.2.0"));
+        assert!(semver_compatible("1.0.0", "1.4.2"));
+        assert!(!semver_compatible("1.0.0", "2.0.0"));
+        assert!(!semver_compatible("0.1.0", "garbage"));
+        assert_eq!(supported_version("0.1.3"), Some(v0_1::VERSION));
+        assert_eq!(supported_version("0.2.0"), None);
+    }
+
+    #[test]
+    fn expected_exports_name_the_supported_versions() {
+        assert_eq!(expected_exports(), "sinkhost:sink/sink@0.1.x");
     }
 
     #[test]
     fn one_line_collapses_and_cuts() {
         assert_eq!(one_line("a\n  b\tc"), "a b c");
         assert!(one_line(&"x".repeat(5_000)).len() <= MAX_FAULT_MESSAGE_BYTES + 3);
+    }
+
+    #[test]
+    fn traps_are_named_without_backtraces() {
+        let err = wasmtime::Error::new(Trap::UnreachableCodeReached).context("error while executing");
+        assert_eq!(fault_message(&err), Trap::UnreachableCodeReached.to_string());
+        let err = wasmtime::Error::msg("root cause").context("outer");
+        assert_eq!(fault_message(&err), "outer: root cause");
+    }
+
+    fn state() -> StoreState {
+        StoreState::new(WasiCtxBuilder::new().build(), 1 << 20, PluginLog::new("t".into()))
+    }
+
+    fn limits() -> PluginLimits {
+        PluginLimits {
+            memory_mb: 64,
+            call_timeout_ms: 300,
+            ..PluginLimits::default()
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_by_what_the_store_saw() {
+        let classify = |state: &StoreState, err: wasmtime::Error| super::classify(&limits(), state, &err);
+        let mut s = state();
+        assert!(matches!(
+            classify(&s, Trap::Interrupt.into()),
+            PluginFault::Timeout { after_ms: 300 }
+        ));
+        assert!(matches!(
+            classify(&s, Trap::UnreachableCodeReached.into()),
+            PluginFault::Trap { .. }
+        ));
+        s.deadline.expired = true;
+        assert!(matches!(
+            classify(&s, wasmtime::Error::msg("x")),
+            PluginFault::Timeout { .. }
+        ));
+        s.limiter.refused = true;
+        assert!(matches!(
+            classify(&s, wasmtime::Error::msg("x")),
+            PluginFault::MemoryLimit { limit_mb: 64 }
+        ));
     }
 }

@@ -10,7 +10,14 @@ use tokio::sync::Semaphore;
 use super::{Instance, PluginFault, PluginHost, WriteOutcome};
 use crate::envelope::Envelope;
 
-/// Up to `size` instances, each used by one batch at a time.
+/// Up to `size` instances, each used by one batch at a time. `Send + Sync`:
+/// share it (e.g. in an `Arc`) between the tasks that deliver batches.
+///
+/// Instances are created lazily (and `init`-ed) when a batch finds no idle
+/// one, and reused while healthy. After a fault the instance is dropped with
+/// its Store; the next instance is handed out only after the failure
+/// backoff: `failure_backoff_ms`, doubling with each consecutive fault up to
+/// `failure_backoff_max_ms`, back to nothing after a success.
 pub struct SinkPool {
     host: PluginHost,
     slots: Semaphore,
@@ -32,9 +39,13 @@ impl SinkPool {
         }
     }
 
-    /// Writes `batch` on a free instance (building one lazily). On a fault the
-    /// instance is dropped, the fault counted, and the next instance is
-    /// handed out only after the failure backoff.
+    /// Waits for a free instance (creating and `init`-ing one lazily), calls
+    /// `write-batch` under the call deadline and returns what the sink
+    /// reported. On a fault (trap, timeout, memory limit, failed init,
+    /// broken report) the instance is dropped, the fault counted, and the
+    /// next instance is handed out only after the failure backoff.
+    ///
+    /// Cancel-safe: dropping the future drops the instance it was using.
     pub async fn write_batch(&self, batch: &[Envelope]) -> Result<WriteOutcome, PluginFault> {
         let _slot = self
             .slots
@@ -63,7 +74,8 @@ impl SinkPool {
         }
     }
 
-    /// Plugin faults since the pool was created.
+    /// Plugin faults (discarded instances and failed instance creations)
+    /// since the pool was created.
     pub fn faults_total(&self) -> u64 {
         self.faults_total.load(Ordering::Relaxed)
     }
@@ -76,6 +88,7 @@ impl SinkPool {
             *resume_at = Some(Instant::now() + delay);
         }
         tracing::warn!(
+            plugin = %self.host.name(),
             error = %fault,
             consecutive,
             next_instance_in_ms = delay.as_millis() as u64,

@@ -3,24 +3,36 @@
 //! routing of its output into the host log.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// Longest log line kept from a plugin; the rest is cut (a plugin must not
-/// be able to flood the host log with one huge line).
+/// Longest log line kept from a plugin; the rest is cut, so one huge line
+/// cannot flood the host log.
 pub const MAX_LOG_LINE_BYTES: usize = 4 * 1024;
-/// Output a plugin instance may write to stdout/stderr and the log before
-/// further output is dropped (one warning says so).
-pub const MAX_OUTPUT_BYTES_PER_INSTANCE: usize = 1024 * 1024;
-/// Table elements per instance: far above what real guests use, small enough
+/// Output (log calls, stdout, stderr) one call of a plugin may produce
+/// before the rest of that call's output is dropped with one warning. Per
+/// call, not per instance: a long-lived instance that logs a line per batch
+/// must not fall silent after a few days.
+pub const MAX_OUTPUT_BYTES_PER_CALL: usize = 256 * 1024;
+/// Table elements per table: far above what real guests use, small enough
 /// that a runaway `table.grow` cannot eat the host's memory.
 pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
-/// Core instances per store: Python components use about 11.
+/// Core instances per store: Python components use about 11, so this
+/// leaves room for bigger runtimes without allowing thousands.
 pub const MAX_INSTANCES: usize = 64;
+/// Tables per store (a few per core instance).
+pub const MAX_TABLES: usize = MAX_INSTANCES * 4;
+/// Linear memories per store (at most one or two per core instance).
+pub const MAX_MEMORIES: usize = MAX_INSTANCES;
+
+const MIB: usize = 1024 * 1024;
 
 /// The data of one plugin instance's store.
 pub struct StoreState {
@@ -30,7 +42,7 @@ pub struct StoreState {
     pub limiter: MemoryLimiter,
     /// The current call's deadline.
     pub deadline: Deadline,
-    /// Where the plugin's log calls go.
+    /// Where the plugin's log calls and stdio go.
     pub log: PluginLog,
 }
 
@@ -45,6 +57,13 @@ impl StoreState {
             log,
         }
     }
+
+    /// Prepares the state for a new call: deadline armed, output budget
+    /// refilled.
+    pub fn start_call(&mut self, timeout: Duration) {
+        self.deadline.arm(timeout);
+        self.log.refill();
+    }
 }
 
 impl WasiView for StoreState {
@@ -56,98 +75,142 @@ impl WasiView for StoreState {
     }
 }
 
-/// Limits the total linear memory of all memories of an instance, and
-/// remembers a refusal so the resulting trap is reported as a memory-limit
-/// fault. A refused grow traps at once (the guest cannot limp on).
+/// wasmtime's [`StoreLimits`] (per-memory size, instance, table and memory
+/// counts, trap on a refused grow) plus two things it lacks: a cap on the
+/// *total* linear memory of all memories of the instance (a component can
+/// have several), and a record that a grow was refused, so the resulting
+/// trap is reported as a memory-limit fault rather than a generic trap.
 #[derive(Debug)]
 pub struct MemoryLimiter {
+    limits: StoreLimits,
     limit_bytes: usize,
     used_bytes: usize,
-    /// Set when a grow was refused.
+    /// Set when a grow was refused because of the memory limit.
     pub refused: bool,
 }
 
 impl MemoryLimiter {
-    fn new(limit_bytes: usize) -> Self {
+    /// A limiter allowing `limit_bytes` of linear memory in all.
+    pub fn new(limit_bytes: usize) -> Self {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(limit_bytes)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .instances(MAX_INSTANCES)
+            .tables(MAX_TABLES)
+            .memories(MAX_MEMORIES)
+            // A refused grow traps at once: guests rarely handle a failed
+            // grow well, and a trap is easy to attribute to the limit.
+            .trap_on_grow_failure(true)
+            .build();
         Self {
+            limits,
             limit_bytes,
             used_bytes: 0,
             refused: false,
         }
     }
+
+    fn refuse(&mut self, requested: usize) -> wasmtime::Error {
+        self.refused = true;
+        wasmtime::Error::msg(format!(
+            "memory limit exceeded: {} MiB requested in all, {} MiB allowed",
+            requested.div_ceil(MIB),
+            self.limit_bytes / MIB
+        ))
+    }
 }
 
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let growth = desired.saturating_sub(current);
-        let total = self.used_bytes.saturating_add(growth);
-        if total > self.limit_bytes {
-            self.refused = true;
-            return Err(wasmtime::Error::msg(format!(
-                "memory limit exceeded: {} MiB requested, {} MiB allowed",
-                total / (1024 * 1024),
-                self.limit_bytes / (1024 * 1024)
-            )));
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            // Past the memory's own declared maximum: plain wasm semantics
+            // (`memory.grow` returns -1), not the operator's limit.
+            return Ok(false);
         }
-        self.used_bytes = total;
-        Ok(true)
+        let total = self.used_bytes.saturating_add(desired.saturating_sub(current));
+        if total > self.limit_bytes {
+            return Err(self.refuse(total));
+        }
+        match self.limits.memory_growing(current, desired, maximum) {
+            Ok(true) => {
+                self.used_bytes = total;
+                Ok(true)
+            }
+            Ok(false) | Err(_) => Err(self.refuse(total)),
+        }
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
     }
 
     fn instances(&self) -> usize {
-        MAX_INSTANCES
+        self.limits.instances()
     }
 
     fn tables(&self) -> usize {
-        MAX_INSTANCES * 4
+        self.limits.tables()
     }
 
     fn memories(&self) -> usize {
-        MAX_INSTANCES
+        self.limits.memories()
     }
 }
 
-/// The running call's deadline, counted in epoch ticks. At every tick the
-/// plugin yields to the host's executor (so heartbeats and other batches
-/// keep running); when the ticks run out the call traps.
-#[derive(Debug, Default)]
+/// The running call's deadline. The engine's epoch advances every
+/// [`super::engine::EPOCH_TICK`]; at every tick during a call wasmtime asks
+/// [`Deadline::on_tick`], which yields to the host's executor (so a busy
+/// plugin does not hold a tokio worker thread for its whole deadline) or,
+/// once the wall-clock deadline has passed, interrupts the call with
+/// `Trap::Interrupt`. Wall-clock rather than counted ticks: time the plugin
+/// spends inside host calls counts too.
+#[derive(Debug)]
 pub struct Deadline {
-    ticks_left: u64,
+    expires_at: Instant,
     /// Set when the call ran out of time.
     pub expired: bool,
 }
 
+impl Default for Deadline {
+    fn default() -> Self {
+        Self {
+            expires_at: Instant::now(),
+            expired: false,
+        }
+    }
+}
+
 impl Deadline {
-    /// Arms the deadline for a new call.
-    pub fn arm(&mut self, ticks: u64) {
-        self.ticks_left = ticks;
+    /// Arms the deadline for a new call lasting at most `timeout`.
+    pub fn arm(&mut self, timeout: Duration) {
+        self.expires_at = Instant::now() + timeout;
         self.expired = false;
     }
 
-    /// Called at every epoch tick during a call.
-    pub fn tick(&mut self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
-        if self.ticks_left <= 1 {
+    /// Called by wasmtime at every epoch tick while the plugin runs.
+    pub fn on_tick(&mut self) -> UpdateDeadline {
+        if Instant::now() >= self.expires_at {
             self.expired = true;
-            return Err(wasmtime::Error::msg("plugin call deadline exceeded"));
+            return UpdateDeadline::Interrupt;
         }
-        self.ticks_left -= 1;
-        Ok(wasmtime::UpdateDeadline::Yield(1))
+        // tokio's `yield_now` (as wasmtime recommends) rather than
+        // `UpdateDeadline::Yield`: a plain self-wake lands in tokio's LIFO
+        // slot and the same task runs again at once, starving timers and
+        // other tasks; `yield_now` defers it behind them.
+        UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
     }
 }
 
-/// The plugin's log channel: its `log` calls and its stdout/stderr lines end
-/// up here, under the tracing target `plugin`, with a byte budget.
-#[derive(Debug, Clone)]
-pub struct PluginLog {
-    name: Arc<str>,
-    budget: Arc<std::sync::atomic::AtomicUsize>,
-}
-
 /// Severity of a plugin log line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     /// Finest detail.
     Trace,
@@ -161,29 +224,37 @@ pub enum LogLevel {
     Error,
 }
 
+/// The plugin's log channel: its `log` calls and its stdout/stderr lines end
+/// up here, under the tracing target `plugin` with the plugin's name, within
+/// a per-call byte budget.
+#[derive(Debug, Clone)]
+pub struct PluginLog {
+    name: Arc<str>,
+    budget: Arc<AtomicUsize>,
+    warned: Arc<AtomicBool>,
+}
+
 impl PluginLog {
     /// A log channel for the plugin called `name`.
     pub fn new(name: Arc<str>) -> Self {
         Self {
             name,
-            budget: Arc::new(std::sync::atomic::AtomicUsize::new(MAX_OUTPUT_BYTES_PER_INSTANCE)),
+            budget: Arc::new(AtomicUsize::new(MAX_OUTPUT_BYTES_PER_CALL)),
+            warned: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Writes one line, cut to [`MAX_LOG_LINE_BYTES`], within the budget.
+    /// Refills the budget at the start of a call.
+    pub fn refill(&self) {
+        self.budget.store(MAX_OUTPUT_BYTES_PER_CALL, Ordering::Relaxed);
+        self.warned.store(false, Ordering::Relaxed);
+    }
+
+    /// Logs one line (cut to [`MAX_LOG_LINE_BYTES`], control characters
+    /// escaped so a plugin cannot forge host log lines), within the budget.
     pub fn line(&self, level: LogLevel, stream: &str, text: &str) {
-        use std::sync::atomic::Ordering;
-        let text = cut(text.trim_end(), MAX_LOG_LINE_BYTES);
-        let cost = text.len().max(1);
-        let before = self
-            .budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| Some(left.saturating_sub(cost)))
-            .unwrap_or(0);
-        if before == 0 {
-            return;
-        }
-        if before < cost {
-            tracing::warn!(target: "plugin", plugin = %self.name, "plugin output budget used up; further output of this instance is dropped");
+        let text = sanitize(cut(text.trim_end(), MAX_LOG_LINE_BYTES));
+        if !self.spend(text.len().max(1)) {
             return;
         }
         let name = &*self.name;
@@ -194,6 +265,27 @@ impl PluginLog {
             LogLevel::Warn => tracing::warn!(target: "plugin", plugin = name, stream, "{text}"),
             LogLevel::Error => tracing::error!(target: "plugin", plugin = name, stream, "{text}"),
         }
+    }
+
+    /// Takes `cost` bytes from the budget; false (and one warning per call)
+    /// once it is used up.
+    fn spend(&self, cost: usize) -> bool {
+        let taken = self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(cost));
+        if taken.is_ok() {
+            return true;
+        }
+        self.budget.store(0, Ordering::Relaxed);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "plugin",
+                plugin = %self.name,
+                budget_bytes = MAX_OUTPUT_BYTES_PER_CALL,
+                "plugin output budget of this call used up; the rest of its output is dropped"
+            );
+        }
+        false
     }
 }
 
@@ -207,6 +299,23 @@ fn cut(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// Escapes control characters (newlines, ANSI escapes...) so one plugin line
+/// stays one host log line.
+fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut clean = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            clean.extend(c.escape_default());
+        } else {
+            clean.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(clean)
 }
 
 /// The plugin's stdout or stderr: split into lines, each logged.
@@ -239,7 +348,9 @@ impl StdoutStream for LogOutput {
     }
 }
 
-/// Buffers bytes until a newline, then logs the line.
+/// Buffers bytes until a newline, then logs the line. Bytes past
+/// [`MAX_LOG_LINE_BYTES`] of one line are dropped as they arrive, so a
+/// plugin writing without newlines cannot grow the buffer.
 struct LineWriter {
     output: LogOutput,
     pending: Vec<u8>,
@@ -251,17 +362,25 @@ impl LineWriter {
         self.pending.clear();
         self.output.log.line(self.output.level, self.output.stream, &line);
     }
+
+    fn push(&mut self, buf: &[u8]) {
+        for chunk in buf.split_inclusive(|byte| *byte == b'\n') {
+            let (text, ends_line) = match chunk.split_last() {
+                Some((b'\n', text)) => (text, true),
+                _ => (chunk, false),
+            };
+            let room = MAX_LOG_LINE_BYTES.saturating_sub(self.pending.len());
+            self.pending.extend_from_slice(&text[..text.len().min(room)]);
+            if ends_line {
+                self.flush_line();
+            }
+        }
+    }
 }
 
 impl tokio::io::AsyncWrite for LineWriter {
     fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        for byte in buf {
-            if *byte == b'\n' {
-                self.flush_line();
-            } else if self.pending.len() < MAX_LOG_LINE_BYTES {
-                self.pending.push(*byte);
-            }
-        }
+        self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -277,29 +396,60 @@ impl tokio::io::AsyncWrite for LineWriter {
     }
 }
 
+impl Drop for LineWriter {
+    /// A last line without a newline is still logged.
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            self.flush_line();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmtime::ResourceLimiter as _;
 
     #[test]
     fn limiter_counts_all_memories_and_remembers_refusal() {
-        let mut limiter = MemoryLimiter::new(64 << 20);
-        assert!(limiter.memory_growing(0, 40 << 20, None).expect("fits"));
+        let mut limiter = MemoryLimiter::new(64 * MIB);
+        assert!(limiter.memory_growing(0, 40 * MIB, None).expect("fits"));
         assert!(!limiter.refused);
-        assert!(limiter.memory_growing(0, 30 << 20, None).is_err());
+        // A second memory: fits alone, not in total.
+        assert!(limiter.memory_growing(0, 30 * MIB, None).is_err());
         assert!(limiter.refused);
     }
 
     #[test]
-    fn deadline_expires_after_its_ticks() {
+    fn limiter_refuses_one_memory_past_the_limit() {
+        let mut limiter = MemoryLimiter::new(64 * MIB);
+        assert!(limiter.memory_growing(0, 65 * MIB, None).is_err());
+        assert!(limiter.refused);
+    }
+
+    #[test]
+    fn growing_past_the_declared_maximum_is_not_the_operators_limit() {
+        let mut limiter = MemoryLimiter::new(64 * MIB);
+        assert!(!limiter.memory_growing(MIB, 2 * MIB, Some(MIB)).expect("wasm semantics"));
+        assert!(!limiter.refused);
+    }
+
+    #[test]
+    fn limiter_allows_python_sized_instance_counts() {
+        let limiter = MemoryLimiter::new(64 * MIB);
+        assert!(limiter.instances() >= 20);
+        assert!(limiter.memories() >= 20);
+    }
+
+    #[test]
+    fn deadline_yields_then_interrupts() {
         let mut deadline = Deadline::default();
-        deadline.arm(3);
-        assert!(deadline.tick().is_ok());
-        assert!(deadline.tick().is_ok());
-        assert!(deadline.tick().is_err());
+        deadline.arm(Duration::from_secs(60));
+        assert!(matches!(deadline.on_tick(), UpdateDeadline::YieldCustom(1, _)));
+        assert!(!deadline.expired);
+        deadline.arm(Duration::ZERO);
+        assert!(matches!(deadline.on_tick(), UpdateDeadline::Interrupt));
         assert!(deadline.expired);
-        deadline.arm(2);
+        deadline.arm(Duration::from_secs(60));
         assert!(!deadline.expired);
     }
 
@@ -307,5 +457,36 @@ mod tests {
     fn cut_respects_char_boundaries() {
         assert_eq!(cut("héllo", 2), "h");
         assert_eq!(cut("abc", 10), "abc");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(sanitize("plain"), "plain");
+        assert_eq!(sanitize("a\nFAKE host line"), "a\\nFAKE host line");
+        assert_eq!(sanitize("\u{1b}[31mred"), "\\u{1b}[31mred");
+    }
+
+    #[test]
+    fn budget_is_per_call() {
+        let log = PluginLog::new("t".into());
+        assert!(log.spend(MAX_OUTPUT_BYTES_PER_CALL));
+        assert!(!log.spend(1));
+        log.refill();
+        assert!(log.spend(1));
+    }
+
+    #[test]
+    fn line_writer_splits_lines_and_caps_their_length() {
+        let log = PluginLog::new("t".into());
+        let mut writer = LineWriter {
+            output: LogOutput::new(log.clone(), "stdout", LogLevel::Info),
+            pending: Vec::new(),
+        };
+        writer.push(b"one\ntw");
+        assert_eq!(writer.pending, b"tw");
+        writer.push(b"o\n");
+        assert!(writer.pending.is_empty());
+        writer.push(&vec![b'x'; MAX_LOG_LINE_BYTES * 3]);
+        assert_eq!(writer.pending.len(), MAX_LOG_LINE_BYTES);
     }
 }

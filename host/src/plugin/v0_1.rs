@@ -19,19 +19,19 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use sinkhost::sink::types as wit;
+use self::sinkhost::sink::types as wit;
 
 /// The WIT version this module binds.
 pub const VERSION: &str = "0.1.0";
 
 /// Adds this version's host imports (the `log` interface) to a linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    sinkhost::sink::log::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+    self::sinkhost::sink::log::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
 }
 
-impl sinkhost::sink::log::Host for StoreState {
-    async fn log(&mut self, level: sinkhost::sink::log::Level, message: String) {
-        use sinkhost::sink::log::Level;
+impl self::sinkhost::sink::log::Host for StoreState {
+    async fn log(&mut self, level: self::sinkhost::sink::log::Level, message: String) {
+        use self::sinkhost::sink::log::Level;
         let level = match level {
             Level::Trace => LogLevel::Trace,
             Level::Debug => LogLevel::Debug,
@@ -43,7 +43,7 @@ impl sinkhost::sink::log::Host for StoreState {
     }
 }
 
-impl sinkhost::sink::types::Host for StoreState {}
+impl self::sinkhost::sink::types::Host for StoreState {}
 
 /// Pre-linked component of this version: instantiating it is cheap.
 #[derive(Clone)]

@@ -12,7 +12,8 @@
 //! metadata, so normalisation comes first; the labels policy (allowed
 //! classifications) is checked while normalising, so a message failing both
 //! is reported with the labels reason. Encryption then replaces the payload
-//! with the envelope, and custody hashes what the sink will store.
+//! with the envelope, and custody hashes what the sink will store (the
+//! encrypted envelope when a rule encrypts the subject).
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -108,7 +109,10 @@ impl SecurityPipeline {
             }
         }
         if let Some(custody) = &self.custody {
-            match custody.compute(&received, &envelope.payload) {
+            // Hash what the sink stores: the envelope carries no
+            // pre-encryption size, so the stored record can only be checked
+            // against hashes over the stored (possibly encrypted) payload.
+            match custody.compute(&envelope, &envelope.payload) {
                 Ok(record) => envelope.custody = Some(record),
                 Err(err) => {
                     return Screening::Reject {
