@@ -21,6 +21,20 @@ pub enum Layout {
     Segment,
 }
 
+/// How a per-message file reaches its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Temporary file, then hard link (or rename for `overwrite`) to the
+    /// final name: a reader sees no file or a complete one (the reference's
+    /// behaviour).
+    Atomic,
+    /// The final name is created exclusively and written in place: one path
+    /// operation instead of three, but a reader can see a file while it is
+    /// being written (a crash can leave it torn until its redelivery repairs
+    /// it).
+    Direct,
+}
+
 /// What happens when a message's destination already holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DuplicatePolicy {
@@ -45,6 +59,8 @@ pub struct FileSinkConfig {
     pub extension: String,
     pub pretty: bool,
     pub create_directory: bool,
+    /// Per-message layout: how a file reaches its name.
+    pub write_mode: WriteMode,
     /// Keys given explicitly that the chosen layout ignores (for a warning).
     pub ignored: Vec<&'static str>,
 }
@@ -61,6 +77,7 @@ impl Default for FileSinkConfig {
             extension: ".json".to_owned(),
             pretty: false,
             create_directory: true,
+            write_mode: WriteMode::Atomic,
             ignored: Vec::new(),
         }
     }
@@ -98,6 +115,8 @@ struct RawConfig {
     pretty: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     create_directory: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    write_mode: Option<Value>,
     // Options of the reference file sink, accepted only with the value that
     // describes what this sink does, so a reference config that spells out
     // its defaults keeps working.
@@ -334,8 +353,17 @@ impl FileSinkConfig {
                 ("json_only", PayloadMode::JsonOnly),
             ],
         )?;
+        let write_mode = want_choice(
+            "write_mode",
+            raw.write_mode.clone(),
+            defaults.write_mode,
+            &[("atomic", WriteMode::Atomic), ("direct", WriteMode::Direct)],
+        )?;
         let mut ignored = Vec::new();
         if layout == Layout::Segment {
+            if raw.write_mode.is_some() {
+                ignored.push("write_mode");
+            }
             if raw.partition_by_subject.is_some() {
                 ignored.push("partition_by_subject");
             }
@@ -385,6 +413,7 @@ impl FileSinkConfig {
             extension,
             pretty,
             create_directory,
+            write_mode,
             ignored,
         })
     }
@@ -396,6 +425,16 @@ mod tests {
 
     fn err(json: &str) -> String {
         FileSinkConfig::from_json(json).expect_err(json)
+    }
+
+    #[test]
+    fn write_mode_choices() {
+        let direct = FileSinkConfig::from_json(r#"{"directory": "/out", "write_mode": "direct"}"#).unwrap();
+        assert_eq!(direct.write_mode, WriteMode::Direct);
+        assert_eq!(FileSinkConfig::from_json(r#"{"directory": "/out"}"#).unwrap().write_mode, WriteMode::Atomic);
+        assert!(err(r#"{"directory": "/out", "write_mode": "fast"}"#).contains("sink.write_mode must be one of \"atomic\", \"direct\""));
+        let segment = FileSinkConfig::from_json(r#"{"directory": "/out", "layout": "segment", "write_mode": "direct"}"#).unwrap();
+        assert_eq!(segment.ignored, vec!["write_mode"]);
     }
 
     #[test]

@@ -112,7 +112,8 @@ impl Json {
 
     /// Compact text: no whitespace, sorted keys.
     pub fn to_compact(&self) -> String {
-        let mut out = String::new();
+        // A record is a few KB: start big enough to avoid most regrowth.
+        let mut out = String::with_capacity(4096);
         write_compact(self, &mut out);
         out
     }
@@ -426,28 +427,30 @@ impl Parser<'_> {
 /// forms, other characters below U+0020 as `\u00XX`, everything else as is.
 pub fn write_string(value: &str, out: &mut String) {
     out.push('"');
+    let bytes = value.as_bytes();
     let mut run_start = 0;
-    for (i, c) in value.char_indices() {
-        let escape: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '\u{8}' => Some("\\b"),
-            '\u{c}' => Some("\\f"),
-            c if (c as u32) < 0x20 => Some(""),
-            _ => None,
-        };
-        if let Some(escape) = escape {
-            out.push_str(&value[run_start..i]);
-            if escape.is_empty() {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            } else {
-                out.push_str(escape);
+    // Every character that needs escaping is ASCII, and no byte of a
+    // multi-byte UTF-8 sequence is below 0x80: scanning bytes is exact, and
+    // every index where an escape starts is a character boundary.
+    while let Some(offset) = bytes[run_start..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        let i = run_start + offset;
+        out.push_str(&value[run_start..i]);
+        match bytes[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            b => {
+                let _ = write!(out, "\\u{b:04x}");
             }
-            run_start = i + c.len_utf8();
         }
+        run_start = i + 1;
     }
     out.push_str(&value[run_start..]);
     out.push('"');

@@ -97,31 +97,51 @@ pub fn normalized_headers(headers: &[(String, String)]) -> Vec<(String, String)>
     out
 }
 
-/// First header whose name matches case-insensitively.
-fn lookup<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    let wanted = fold(name);
-    headers
-        .iter()
-        .find(|(n, _)| fold(n) == wanted)
-        .map(|(_, v)| v.as_str())
+/// The headers with their case-folded names, folded once per record.
+struct FoldedHeaders<'a> {
+    headers: &'a [(String, String)],
+    folded: Vec<String>,
+}
+
+impl<'a> FoldedHeaders<'a> {
+    fn new(headers: &'a [(String, String)]) -> Self {
+        FoldedHeaders {
+            headers,
+            folded: headers.iter().map(|(n, _)| fold(n)).collect(),
+        }
+    }
+
+    /// First header whose name matches `name` case-insensitively.
+    fn lookup(&self, name: &str) -> Option<&'a str> {
+        if self.headers.is_empty() {
+            return None;
+        }
+        let wanted = fold(name);
+        self.folded
+            .iter()
+            .position(|f| *f == wanted)
+            .map(|i| self.headers[i].1.as_str())
+    }
 }
 
 /// Known NATS headers under their canonical names, plus any other header whose
 /// name starts with `Nats-` (any case) under its own name.
-fn reserved_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+fn reserved_headers(headers: &FoldedHeaders<'_>) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if headers.headers.is_empty() {
+        return out;
+    }
     let mut seen: Vec<String> = Vec::new();
     for name in RESERVED_HEADER_NAMES {
-        if let Some(value) = lookup(headers, name) {
+        if let Some(value) = headers.lookup(name) {
             out.push(((*name).to_owned(), value.to_owned()));
             seen.push(fold(name));
         }
     }
-    for (name, value) in headers {
-        let folded = fold(name);
-        if folded.starts_with("nats-") && !seen.contains(&folded) {
+    for ((name, value), folded) in headers.headers.iter().zip(&headers.folded) {
+        if folded.starts_with("nats-") && !seen.contains(folded) {
             out.push((name.clone(), value.clone()));
-            seen.push(folded);
+            seen.push(folded.clone());
         }
     }
     out
@@ -226,7 +246,8 @@ pub fn build_record(
 ) -> Result<Json, PayloadError> {
     let payload = payload::normalize(&env.payload, mode)?;
     let headers = normalized_headers(&env.headers);
-    let reserved = reserved_headers(&headers);
+    let folded = FoldedHeaders::new(&headers);
+    let reserved = reserved_headers(&folded);
 
     let meta = &env.metadata;
     let priority = clean(meta.priority.as_deref());
@@ -243,7 +264,7 @@ pub fn build_record(
 
     // When the message was created: a valid `Nats-Time-Stamp` header, else
     // the JetStream timestamp.
-    let time_stamp_header = lookup(&headers, "Nats-Time-Stamp");
+    let time_stamp_header = folded.lookup("Nats-Time-Stamp");
     let (created_ns, created_source, created_malformed) =
         match time_stamp_header.map(parse_rfc3339_ns) {
             Some(Some(ns)) => (ns, "nats_time_stamp", false),
@@ -252,7 +273,7 @@ pub fn build_record(
         };
 
     // Headers-only messages (`Nats-Msg-Size` with an empty body).
-    let size_header = lookup(&headers, "Nats-Msg-Size");
+    let size_header = folded.lookup("Nats-Msg-Size");
     let parsed_size = size_header.map(parse_msg_size);
     let size_malformed = matches!(parsed_size, Some(None));
     let delivered = env.payload.len() as u64;
@@ -400,6 +421,311 @@ pub fn render(record: &Json, pretty: bool) -> Vec<u8> {
     };
     text.push('\n');
     text.into_bytes()
+}
+
+/// The bytes of a record, as [`render`]`(&`[`build_record`]`(..), pretty)`
+/// produces them. The compact form (every segment line and the per-message
+/// default) is written directly, without building the JSON tree: the same
+/// fields in the same (sorted) order, byte for byte, about three times
+/// faster, which matters at tens of thousands of records per second. The
+/// tests check both paths against each other.
+pub fn render_record(
+    env: &Envelope,
+    mode: PayloadMode,
+    stored_at_ns: i64,
+    pretty: bool,
+) -> Result<Vec<u8>, PayloadError> {
+    if pretty {
+        return Ok(render(&build_record(env, mode, stored_at_ns)?, true));
+    }
+    let mut out = String::with_capacity(2048 + env.payload.len() * 2);
+    write_compact_record(env, mode, stored_at_ns, &mut out)?;
+    out.push('\n');
+    Ok(out.into_bytes())
+}
+
+/// Writes `"key":` (after a `,` unless `first`). Keys are static ASCII
+/// names that need no escaping.
+fn key(out: &mut String, first: bool, name: &str) {
+    if !first {
+        out.push(',');
+    }
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
+}
+
+fn put_str(out: &mut String, value: &str) {
+    json::write_string(value, out);
+}
+
+fn put_opt_str(out: &mut String, value: Option<&str>) {
+    match value {
+        Some(value) => json::write_string(value, out),
+        None => out.push_str("null"),
+    }
+}
+
+fn put_bool(out: &mut String, value: bool) {
+    out.push_str(if value { "true" } else { "false" });
+}
+
+fn put_int(out: &mut String, value: impl std::fmt::Display) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{value}");
+}
+
+fn put_strings<'a>(out: &mut String, values: impl IntoIterator<Item = &'a str>) {
+    out.push('[');
+    for (i, value) in values.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json::write_string(value, out);
+    }
+    out.push(']');
+}
+
+/// An object of string pairs, as [`Json::object`] orders it: by key, and
+/// the last value of a repeated key.
+fn put_pairs(out: &mut String, pairs: &[(String, String)]) {
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|&a, &b| pairs[a].0.cmp(&pairs[b].0));
+    out.push('{');
+    let mut first = true;
+    for (n, &i) in order.iter().enumerate() {
+        if order
+            .get(n + 1)
+            .is_some_and(|&next| pairs[next].0 == pairs[i].0)
+        {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        json::write_string(&pairs[i].0, out);
+        out.push(':');
+        json::write_string(&pairs[i].1, out);
+    }
+    out.push('}');
+}
+
+fn put_age(out: &mut String, later_ns: i64, earlier_ns: i64) {
+    json::write_compact(&age_seconds(later_ns, earlier_ns), out);
+}
+
+/// The compact text of [`build_record`], written field by field in sorted key
+/// order (keep in step with `build_record`; `direct_rendering_matches_tree`
+/// checks it).
+fn write_compact_record(
+    env: &Envelope,
+    mode: PayloadMode,
+    stored_at_ns: i64,
+    out: &mut String,
+) -> Result<(), PayloadError> {
+    let payload = payload::normalize(&env.payload, mode)?;
+    let headers = normalized_headers(&env.headers);
+    let folded = FoldedHeaders::new(&headers);
+    let reserved = reserved_headers(&folded);
+
+    let meta = &env.metadata;
+    let priority = clean(meta.priority.as_deref());
+    let classification = clean(meta.classification.as_deref());
+    let labels = normalized_labels(&meta.labels);
+    let mission_metadata = json_document(meta.mission_metadata.as_deref());
+    let security_labels = json_document(meta.security_labels.as_deref());
+    let message_id = env.message_id.as_deref();
+
+    let time_stamp_header = folded.lookup("Nats-Time-Stamp");
+    let (created_ns, created_source, created_malformed) =
+        match time_stamp_header.map(parse_rfc3339_ns) {
+            Some(Some(ns)) => (ns, "nats_time_stamp", false),
+            Some(None) => (env.timestamp_ns, "jetstream_timestamp", true),
+            None => (env.timestamp_ns, "jetstream_timestamp", false),
+        };
+    let size_header = folded.lookup("Nats-Msg-Size");
+    let parsed_size = size_header.map(parse_msg_size);
+    let size_malformed = matches!(parsed_size, Some(None));
+    let delivered = env.payload.len() as u64;
+    let (present, omitted, omitted_reason, original_size) = match parsed_size {
+        Some(Some(size)) if env.payload.is_empty() => (false, true, Some("headers_only"), size),
+        Some(Some(size)) => (true, false, None, size),
+        _ => (true, false, None, delivered),
+    };
+
+    out.push('{');
+    key(out, true, "classification");
+    put_opt_str(out, classification);
+    key(out, false, "consumer");
+    put_str(out, &env.consumer);
+    key(out, false, "consumer_sequence");
+    put_int(out, env.consumer_sequence);
+    key(out, false, "custody");
+    json::write_compact(&custody_json(env.custody.as_ref()), out);
+    key(out, false, "labels");
+    if labels.is_empty() {
+        out.push_str("null");
+    } else {
+        put_str(out, &labels.join(";"));
+    }
+    key(out, false, "labels_list");
+    put_strings(out, labels.iter().copied());
+    key(out, false, "message_id");
+    put_opt_str(out, message_id);
+
+    key(out, false, "metadata");
+    {
+        out.push('{');
+        key(out, true, "freshness");
+        out.push('{');
+        key(out, true, "event_age_at_receive_seconds");
+        put_age(out, env.received_at_ns, created_ns);
+        key(out, false, "event_age_at_store_seconds");
+        put_age(out, stored_at_ns, created_ns);
+        key(out, false, "message_created_at_header_malformed");
+        put_bool(out, created_malformed);
+        key(out, false, "message_created_at_missing");
+        put_bool(out, false);
+        key(out, false, "message_created_at_source");
+        put_str(out, created_source);
+        key(out, false, "source_clock_skew_seconds");
+        put_age(out, created_ns, env.received_at_ns);
+        out.push('}');
+
+        key(out, false, "headers");
+        put_pairs(out, &headers);
+
+        key(out, false, "jetstream");
+        out.push('{');
+        key(out, true, "consumer");
+        put_str(out, &env.consumer);
+        key(out, false, "consumer_sequence");
+        put_int(out, env.consumer_sequence);
+        key(out, false, "domain");
+        out.push_str("null");
+        key(out, false, "pending");
+        put_int(out, env.pending);
+        key(out, false, "redelivered");
+        put_bool(out, env.delivery_count > 1);
+        key(out, false, "stream");
+        put_str(out, &env.stream);
+        key(out, false, "stream_sequence");
+        put_int(out, env.stream_sequence);
+        key(out, false, "timestamp");
+        put_str(out, &iso_utc_micros(env.timestamp_ns));
+        key(out, false, "timestamp_epoch_ns");
+        put_int(out, env.timestamp_ns);
+        out.push('}');
+
+        key(out, false, "message_id");
+        put_opt_str(out, message_id);
+
+        key(out, false, "message_metadata");
+        out.push('{');
+        key(out, true, "classification");
+        put_opt_str(out, classification);
+        key(out, false, "labels");
+        put_strings(out, labels.iter().copied());
+        key(out, false, "priority");
+        put_opt_str(out, priority);
+        out.push('}');
+
+        key(out, false, "metadata_version");
+        out.push('1');
+        key(out, false, "mission_metadata");
+        json::write_compact(&mission_metadata, out);
+
+        key(out, false, "nats");
+        out.push('{');
+        key(out, true, "reserved_headers");
+        put_pairs(out, &reserved);
+        key(out, false, "reserved_headers_present");
+        let mut names: Vec<&str> = reserved.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        put_strings(out, names);
+        out.push('}');
+
+        key(out, false, "payload");
+        out.push('{');
+        key(out, true, "delivered_size_bytes");
+        put_int(out, delivered);
+        key(out, false, "nats_msg_size_header");
+        put_opt_str(out, size_header);
+        key(out, false, "nats_msg_size_header_malformed");
+        put_bool(out, size_malformed);
+        key(out, false, "omitted");
+        put_bool(out, omitted);
+        key(out, false, "omitted_reason");
+        put_opt_str(out, omitted_reason);
+        key(out, false, "original_size_bytes");
+        put_int(out, original_size);
+        key(out, false, "present");
+        put_bool(out, present);
+        out.push('}');
+
+        key(out, false, "reply");
+        out.push_str("null");
+        key(out, false, "security_labels");
+        json::write_compact(&security_labels, out);
+        key(out, false, "subject");
+        put_str(out, &env.subject);
+
+        key(out, false, "timestamps");
+        out.push('{');
+        key(out, true, "jetstream_timestamp_epoch_ns");
+        put_int(out, env.timestamp_ns);
+        key(out, false, "message_created_at_epoch_ns");
+        put_int(out, created_ns);
+        key(out, false, "message_created_at_header_malformed");
+        put_bool(out, created_malformed);
+        key(out, false, "message_created_at_source");
+        put_str(out, created_source);
+        key(out, false, "nats_time_stamp");
+        put_opt_str(out, time_stamp_header);
+        key(out, false, "received_at");
+        put_str(out, &iso_utc_micros(env.received_at_ns));
+        key(out, false, "received_at_epoch_ns");
+        put_int(out, env.received_at_ns);
+        key(out, false, "stored_at");
+        put_str(out, &iso_utc_micros(stored_at_ns));
+        key(out, false, "stored_at_epoch_ns");
+        put_int(out, stored_at_ns);
+        out.push('}');
+        out.push('}');
+    }
+
+    key(out, false, "mission_metadata");
+    json::write_compact(&mission_metadata, out);
+    key(out, false, "payload");
+    json::write_compact(&payload.value, out);
+    key(out, false, "payload_info");
+    out.push('{');
+    key(out, true, "original_format");
+    put_str(out, payload.original_format);
+    key(out, false, "sha256");
+    put_str(out, &payload.sha256);
+    key(out, false, "size_bytes");
+    put_int(out, payload.size_bytes);
+    key(out, false, "wrapped");
+    put_bool(out, payload.wrapped);
+    out.push('}');
+    key(out, false, "priority");
+    put_opt_str(out, priority);
+    key(out, false, "schema");
+    put_str(out, SCHEMA);
+    key(out, false, "schema_version");
+    out.push('1');
+    key(out, false, "security_labels");
+    json::write_compact(&security_labels, out);
+    key(out, false, "stream");
+    put_str(out, &env.stream);
+    key(out, false, "stream_sequence");
+    put_int(out, env.stream_sequence);
+    key(out, false, "subject");
+    put_str(out, &env.subject);
+    out.push('}');
+    Ok(())
 }
 
 #[cfg(test)]
@@ -702,5 +1028,128 @@ pub(crate) mod tests {
         let v = as_value(&build_record(&vector_envelope(), PayloadMode::Base64, 0).unwrap());
         assert_eq!(v["payload_info"]["original_format"], "bytes");
         assert_eq!(v["payload"]["_nats_sinks"]["payload_encoding"], "base64");
+    }
+
+    /// Envelopes that exercise every branch of the record.
+    fn varied_envelopes() -> Vec<Envelope> {
+        let base = vector_envelope();
+        let mut out = vec![base.clone(), Envelope::default()];
+        let header_sets: Vec<Vec<(&str, &str)>> = vec![
+            vec![],
+            vec![("nats-msg-id", "lower"), ("NATS-MSG-ID", "upper")],
+            vec![("Nats-Time-Stamp", "2026-05-22T12:00:00.5Z")],
+            vec![("nats-time-stamp", "yesterday"), ("X-Other", "o")],
+            vec![("Nats-Msg-Size", "1_024")],
+            vec![("Nats-Msg-Size", "-5"), ("b", "2"), ("a", "1"), ("b", "3")],
+            vec![
+                ("Nats-Custom", "c"),
+                ("nats-custom", "d"),
+                ("traceparent", "t"),
+            ],
+            vec![
+                ("  Spaced ", "v"),
+                ("", "empty"),
+                ("bad\u{1}", "ctl"),
+                ("Ünï", "\"q\"\n"),
+            ],
+            vec![
+                ("ſtraße", "fold"),
+                ("Nats-Expected-Stream", "S"),
+                ("accept-encoding", "gz"),
+            ],
+        ];
+        for headers in header_sets {
+            let mut env = base.clone();
+            env.headers = headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            out.push(env.clone());
+            env.payload.clear();
+            out.push(env);
+        }
+        let mut env = base.clone();
+        env.subject = "quote\"back\\slash\ttab\u{7f}é".into();
+        env.stream = "S\u{2028}".into();
+        env.consumer = "c\u{0}".into();
+        env.delivery_count = 3;
+        env.timestamp_ns = -1_234_567_891;
+        env.received_at_ns = 0;
+        env.message_id = None;
+        env.metadata = MessageMetadata {
+            priority: Some("  ".into()),
+            classification: Some(" secret ".into()),
+            labels: vec!["a; b;;a".into(), " c ".into(), "".into()],
+            security_labels: Some(r#"{"z":1,"a":[true,null,1.50]}"#.into()),
+            mission_metadata: Some("not json".into()),
+        };
+        env.custody = Some(Custody {
+            algorithm: "sha256".into(),
+            key_id: Some("k1".into()),
+            payload_hash: None,
+            metadata_hash: Some("m".into()),
+            record_hash: "r".into(),
+            previous_record_hash: Some("p".into()),
+        });
+        out.push(env.clone());
+        for payload in [
+            b"".to_vec(),
+            b"plain text".to_vec(),
+            vec![0xff, 0x00, 0x80],
+            br#"{"b":[1,2.5e3,{"y":null,"x":"\u00e9\n"}],"a":-0}"#.to_vec(),
+            b"  [1, 2]  ".to_vec(),
+            b"NaN".to_vec(),
+            b"\"just a string\"".to_vec(),
+        ] {
+            env.payload = payload;
+            out.push(env.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn direct_rendering_matches_tree() {
+        let modes = [
+            PayloadMode::JsonOrEnvelope,
+            PayloadMode::TextEnvelope,
+            PayloadMode::Base64,
+            PayloadMode::JsonOnly,
+        ];
+        let mut compared = 0;
+        for env in varied_envelopes() {
+            for mode in modes {
+                for stored_at in [VECTOR_STORED_AT, 0, env.timestamp_ns + 1_500] {
+                    for pretty in [false, true] {
+                        let tree = build_record(&env, mode, stored_at).map(|r| render(&r, pretty));
+                        let direct = render_record(&env, mode, stored_at, pretty);
+                        match (&tree, &direct) {
+                            (Ok(t), Ok(d)) => {
+                                compared += 1;
+                                assert_eq!(
+                                    String::from_utf8_lossy(d),
+                                    String::from_utf8_lossy(t),
+                                    "{env:?} {mode:?} pretty={pretty}"
+                                );
+                            }
+                            (Err(a), Err(b)) => assert_eq!(a, b),
+                            _ => panic!("{env:?} {mode:?}: {tree:?} vs {direct:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 300, "{compared}");
+        // And the reference vector, through the direct path.
+        let direct: serde_json::Value = serde_json::from_slice(
+            &render_record(
+                &vector_envelope(),
+                PayloadMode::JsonOrEnvelope,
+                VECTOR_STORED_AT,
+                false,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(direct, vectors()["file_sink"]["record"]);
     }
 }

@@ -2,32 +2,69 @@
 //! `<directory>/<safe subject>/<SAFE_STREAM>-<stream_sequence:020><extension>`
 //! (no subject directory when `partition_by_subject` is false).
 //!
+//! # Writing one message
+//!
+//! With `write_mode = "atomic"` (the default) the record is written to a
+//! temporary file (synced when fsync is on) which is then hard-linked to the
+//! final name (never replaces; `overwrite` renames instead) and removed: a
+//! reader sees no file or a complete one. With `write_mode = "direct"` the
+//! final name is created with `create_new` (`O_EXCL`), written, synced and
+//! closed ([`fs::write_new`]): one path operation instead of three, but a
+//! reader can see the file while it is written. Neither checks for an
+//! existing file first: the exclusive link or create reports it.
+//!
+//! When the name is taken (a redelivery, or a message written twice in one
+//! batch), the existing file is read and classified:
+//! - **this message's record** (parses as JSON and its `stream` and
+//!   `stream_sequence` are the message's): stored before. `skip_existing`:
+//!   success; with fsync on the file is fsynced first (it may have been
+//!   written by a run that crashed before its fsync). `fail`: a permanent
+//!   failure of that message. The file is not modified.
+//! - **torn** (does not parse: a crash in the middle of a write, or a file
+//!   left empty): it was never reported stored, so it is repaired: the record
+//!   is written to a temporary file (synced when fsync is on) and renamed over
+//!   it, under every policy.
+//! - **another message's record** (parses, but another stream or sequence,
+//!   which only a name collision between two sanitised stream names can
+//!   produce): left untouched, permanent failure of the message.
+//!
+//! `overwrite` replaces an existing file with a temporary file and a rename.
+//!
+//! # Failures and fsync
+//!
 //! Every message is handled on its own: a message that cannot be stored is
 //! reported in the batch report with its index while its neighbours are
 //! written.
-//! - bad data (payload not storable in `payload_mode`, missing stream name)
-//!   and an existing file under `duplicate_policy = "fail"` are *permanent*
-//!   failures of that message;
+//! - bad data (payload not storable in `payload_mode`, missing stream name),
+//!   an existing record under `duplicate_policy = "fail"` and another
+//!   message's record under the name are *permanent* failures of that
+//!   message;
 //! - I/O errors (ENOSPC, EIO, EACCES, ...) are *transient* failures of that
-//!   message; the remaining messages are still attempted (an error may be
-//!   local to one subject directory);
-//! - when fsync is on, each directory that received a file is fsynced once at
-//!   the end of the batch (and the parent of a newly created subject
-//!   directory); if that fails, every message placed in that directory in
-//!   this batch is reported as a transient failure.
+//!   message (a partially written file is removed); the remaining messages
+//!   are still attempted (an error may be local to one subject directory);
+//! - when fsync is on, each directory that received or holds a stored file is
+//!   fsynced once at the end of the batch, and so is the parent of a
+//!   directory this instance has not confirmed yet (it created it, or it sees
+//!   it for the first time); if that fails, every message of that directory
+//!   in this batch is reported as a transient failure.
+//!
+//! Directories are not checked before writing: a missing one shows up as
+//! `NotFound` on create, is created, and the write is tried once more.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::config::{DuplicatePolicy, FileSinkConfig};
+use crate::config::{DuplicatePolicy, FileSinkConfig, WriteMode};
 use crate::envelope::{BatchReport, Envelope, SinkError};
-use crate::fs::{self, Placed, TempNames};
+use crate::fs::{self, Created, Placed, TempNames};
+use crate::json;
 use crate::layout::safe_path_component;
 use crate::log;
 use crate::record;
 
-/// Directories known to exist are remembered up to this many entries.
+/// Directories whose entry is known to be durable are remembered up to this
+/// many entries (forgetting one only costs one more fsync of its parent).
 const KNOWN_DIRS_LIMIT: usize = 4096;
 
 /// The relative location of a message: optional subject directory and file
@@ -75,9 +112,42 @@ pub fn relative_path(env: &Envelope, cfg: &FileSinkConfig) -> Result<RelativePat
     })
 }
 
+/// What an existing file under a message's name holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    /// A complete record of this message (same stream and sequence).
+    ThisMessage,
+    /// Not a complete JSON document: a write that never finished.
+    Torn,
+    /// A complete JSON document that is not this message's record.
+    Other(String),
+}
+
+/// Classifies the content of the file found under `env`'s name.
+pub fn classify_existing(content: &[u8], env: &Envelope) -> Existing {
+    let Ok(text) = std::str::from_utf8(content) else {
+        return Existing::Torn;
+    };
+    // A record nests the payload one level down.
+    let Ok(doc) = json::parse_with_depth(text, json::MAX_DEPTH + 1) else {
+        return Existing::Torn;
+    };
+    let stream = doc.get("stream").and_then(json::Json::as_str);
+    let seq = doc.get("stream_sequence").and_then(json::Json::as_u64);
+    if stream == Some(env.stream.as_str()) && seq == Some(env.stream_sequence) {
+        Existing::ThisMessage
+    } else {
+        Existing::Other(match (stream, seq) {
+            (Some(stream), Some(seq)) => format!("the record of stream {stream:?} sequence {seq}"),
+            _ => "a JSON document that is not a record of this sink".to_owned(),
+        })
+    }
+}
+
 enum Outcome {
-    /// Stored: a new file, or an existing one under `skip_existing`. The
-    /// directory must be synced before the message counts as durable.
+    /// Stored: a new file, or this message's existing record under
+    /// `skip_existing`. The directory must be synced before the message
+    /// counts as durable.
     Stored {
         dir: PathBuf,
     },
@@ -92,6 +162,8 @@ fn transient(what: &str, path: &Path, e: &io::Error) -> SinkError {
 #[derive(Debug)]
 pub struct PerMessageWriter {
     root: PathBuf,
+    /// Directories this instance wrote into whose own entry is durable (with
+    /// fsync on: their parent was fsynced after they were first seen).
     known_dirs: HashSet<PathBuf>,
     temp_names: TempNames,
 }
@@ -105,43 +177,43 @@ impl PerMessageWriter {
         }
     }
 
-    /// Makes sure `dir` exists. Returns the parent to fsync when it had to
-    /// be created.
-    fn ensure_dir(&mut self, dir: &Path, refresh: bool) -> io::Result<Option<PathBuf>> {
-        if refresh {
-            self.known_dirs.remove(dir);
-        }
-        if self.known_dirs.contains(dir) {
-            return Ok(None);
-        }
-        let created = match std::fs::metadata(dir) {
-            Ok(m) if m.is_dir() => None,
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "exists and is not a directory",
-                ))
-            }
+    /// Runs `op` in `dir`; if the directory is missing, creates it and runs
+    /// `op` once more.
+    fn in_dir<T>(
+        &mut self,
+        dir: &Path,
+        mut op: impl FnMut(&mut Self) -> io::Result<T>,
+    ) -> io::Result<T> {
+        match op(self) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir)?;
-                dir.parent().map(Path::to_path_buf)
+                self.known_dirs.remove(dir);
+                match std::fs::create_dir_all(dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+                op(self)
             }
-            Err(e) => return Err(e),
-        };
-        if self.known_dirs.len() >= KNOWN_DIRS_LIMIT {
-            self.known_dirs.clear();
+            other => other,
         }
-        self.known_dirs.insert(dir.to_path_buf());
-        Ok(created)
     }
 
-    fn write_one(
+    /// Writes `bytes` to a temporary file and renames it over `dest`.
+    fn replace(
         &mut self,
-        env: &Envelope,
-        cfg: &FileSinkConfig,
-        stored_at_ns: i64,
-        new_dirs: &mut BTreeMap<PathBuf, PathBuf>,
-    ) -> Outcome {
+        dir: &Path,
+        dest: &Path,
+        hint: &str,
+        bytes: &[u8],
+        fsync: bool,
+    ) -> io::Result<()> {
+        self.in_dir(dir, |w| {
+            let temp = fs::write_temp(dir, &mut w.temp_names, hint, bytes, fsync)?;
+            fs::place_replace(&temp, dest).map(drop)
+        })
+    }
+
+    fn write_one(&mut self, env: &Envelope, cfg: &FileSinkConfig, stored_at_ns: i64) -> Outcome {
         let rel = match relative_path(env, cfg) {
             Ok(rel) => rel,
             Err(e) => return Outcome::Failed(e),
@@ -152,62 +224,88 @@ impl PerMessageWriter {
         };
         let dest = dir.join(&rel.file_name);
 
-        // Cheap duplicate check before building anything (a redelivery).
-        if cfg.duplicate_policy != DuplicatePolicy::Overwrite {
-            match fs::exists(&dest) {
-                Ok(true) => return existing(cfg, &rel, dir),
-                Ok(false) => {}
-                Err(e) => return Outcome::Failed(transient("cannot check", &dest, &e)),
-            }
-        }
-
-        let record = match record::build_record(env, cfg.payload_mode, stored_at_ns) {
-            Ok(record) => record,
+        let bytes = match record::render_record(env, cfg.payload_mode, stored_at_ns, cfg.pretty) {
+            Ok(bytes) => bytes,
             Err(e) => return Outcome::Failed(SinkError::permanent(e.to_string())),
         };
-        let bytes = record::render(&record, cfg.pretty);
-        drop(record);
 
         let hint = rel
             .file_name
             .strip_suffix(cfg.extension.as_str())
             .unwrap_or(&rel.file_name)
             .to_owned();
-        let mut refresh = false;
-        let temp = loop {
-            match self.ensure_dir(&dir, refresh) {
-                Ok(Some(parent)) => {
-                    new_dirs.insert(dir.clone(), parent);
-                }
-                Ok(None) => {}
-                Err(e) => return Outcome::Failed(transient("cannot create directory", &dir, &e)),
-            }
-            match fs::write_temp(&dir, &mut self.temp_names, &hint, &bytes, cfg.fsync) {
-                Ok(temp) => break temp,
-                // The directory vanished since we last saw it: once more.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !refresh => refresh = true,
-                Err(e) => {
-                    return Outcome::Failed(transient("cannot write temporary file in", &dir, &e))
-                }
-            }
+        // The normal path: the name is free.
+        let created = match cfg.write_mode {
+            // Direct: one create + write (+ sync) + close.
+            WriteMode::Direct => self.in_dir(&dir, |_| fs::write_new(&dest, &bytes, cfg.fsync)),
+            // Atomic: temporary file, then link (never replaces) or rename.
+            WriteMode::Atomic => self.in_dir(&dir, |w| {
+                let temp = fs::write_temp(&dir, &mut w.temp_names, &hint, &bytes, cfg.fsync)?;
+                let placed = if cfg.duplicate_policy == DuplicatePolicy::Overwrite {
+                    fs::place_replace(&temp, &dest)
+                } else {
+                    fs::place_no_replace(&temp, &dest)
+                };
+                placed.map(|placed| match placed {
+                    Placed::Created => Created::Written,
+                    Placed::AlreadyExists => Created::AlreadyExists,
+                })
+            }),
         };
+        match created {
+            Ok(Created::Written) => return Outcome::Stored { dir },
+            Ok(Created::AlreadyExists) => {}
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                return Outcome::Failed(transient(
+                    "cannot link (hard links unsupported here: use write_mode \"direct\" or duplicate_policy \"overwrite\")",
+                    &dest,
+                    &e,
+                ))
+            }
+            Err(e) => return Outcome::Failed(transient("cannot write", &dest, &e)),
+        }
 
-        let placed = match cfg.duplicate_policy {
-            DuplicatePolicy::Overwrite => fs::place_replace(&temp, &dest),
-            _ => fs::place_no_replace(&temp, &dest),
+        // The name is taken.
+        if cfg.duplicate_policy == DuplicatePolicy::Overwrite {
+            return match self.replace(&dir, &dest, &hint, &bytes, cfg.fsync) {
+                Ok(()) => Outcome::Stored { dir },
+                Err(e) => Outcome::Failed(transient("cannot replace", &dest, &e)),
+            };
+        }
+        let (file, content) = match fs::read_existing(&dest) {
+            Ok(found) => found,
+            Err(e) => return Outcome::Failed(transient("cannot read existing", &dest, &e)),
         };
-        match placed {
-            Ok(Placed::Created) => Outcome::Stored { dir },
-            Ok(Placed::AlreadyExists) => existing(cfg, &rel, dir),
-            Err(e) => {
-                let mut err = transient("cannot place", &dest, &e);
-                if e.kind() == io::ErrorKind::Unsupported {
-                    err.message.push_str(
-                        " (hard links unsupported here: use duplicate_policy \"overwrite\", which renames)",
-                    );
+        match classify_existing(&content, env) {
+            Existing::ThisMessage => match cfg.duplicate_policy {
+                DuplicatePolicy::Fail => Outcome::Failed(SinkError::permanent(format!(
+                    "file sink destination already exists: {} (duplicate_policy \"fail\")",
+                    rel.to_slash_string()
+                ))),
+                // skip_existing: stored before, maybe by a run that crashed
+                // before its fsync: make it durable before reporting it.
+                _ => match if cfg.fsync { file.sync_all() } else { Ok(()) } {
+                    Ok(()) => Outcome::Stored { dir },
+                    Err(e) => Outcome::Failed(transient("cannot fsync existing", &dest, &e)),
+                },
+            },
+            Existing::Torn => {
+                drop(file);
+                log::warn(&format!(
+                    "{} is incomplete ({} bytes, an interrupted write): replacing it",
+                    dest.display(),
+                    content.len()
+                ));
+                match self.replace(&dir, &dest, &hint, &bytes, cfg.fsync) {
+                    Ok(()) => Outcome::Stored { dir },
+                    Err(e) => Outcome::Failed(transient("cannot repair", &dest, &e)),
                 }
-                Outcome::Failed(err)
             }
+            Existing::Other(what) => Outcome::Failed(SinkError::permanent(format!(
+                "file sink destination {} holds {what}, not this message's record (two stream names \
+                 that sanitise to the same name?); left untouched",
+                rel.to_slash_string()
+            ))),
         }
     }
 
@@ -221,11 +319,9 @@ impl PerMessageWriter {
         let mut report = BatchReport::default();
         // Stored messages by the directory that must be synced.
         let mut stored: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
-        // Newly created directory -> its parent (to sync as well).
-        let mut new_dirs: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
 
         for (index, env) in batch.iter().enumerate() {
-            match self.write_one(env, cfg, clock(), &mut new_dirs) {
+            match self.write_one(env, cfg, clock()) {
                 Outcome::Stored { dir } => stored.entry(dir).or_default().push(index),
                 Outcome::Failed(error) => {
                     log::warn(&format!(
@@ -237,47 +333,49 @@ impl PerMessageWriter {
             }
         }
 
-        if cfg.fsync {
-            let mut synced: BTreeMap<PathBuf, Result<(), String>> = BTreeMap::new();
-            let mut sync = |dir: &Path| -> Result<(), String> {
-                synced
-                    .entry(dir.to_path_buf())
-                    .or_insert_with(|| {
-                        fs::sync_dir(dir).map_err(|e| {
-                            format!(
-                                "cannot fsync directory {}: {}",
-                                dir.display(),
-                                fs::describe(&e)
-                            )
-                        })
+        if !cfg.fsync {
+            return report.sorted();
+        }
+        let mut synced: BTreeMap<PathBuf, Result<(), String>> = BTreeMap::new();
+        let mut sync = |dir: &Path| -> Result<(), String> {
+            synced
+                .entry(dir.to_path_buf())
+                .or_insert_with(|| {
+                    fs::sync_dir(dir).map_err(|e| {
+                        format!(
+                            "cannot fsync directory {}: {}",
+                            dir.display(),
+                            fs::describe(&e)
+                        )
                     })
-                    .clone()
-            };
-            for (dir, indices) in &stored {
-                let mut result = sync(dir);
-                if let (Ok(()), Some(parent)) = (&result, new_dirs.get(dir)) {
+                })
+                .clone()
+        };
+        let mut confirmed = BTreeSet::new();
+        for (dir, indices) in &stored {
+            let mut result = sync(dir);
+            if result.is_ok() && !self.known_dirs.contains(dir) {
+                // Created by this or another instance, maybe just now: make
+                // its entry in the parent durable too (once per instance).
+                if let Some(parent) = dir.parent().filter(|_| *dir != self.root) {
                     result = sync(parent);
                 }
-                if let Err(message) = result {
-                    log::warn(&message);
-                    for &index in indices {
-                        report.fail(index, SinkError::transient(message.clone()));
-                    }
+                if result.is_ok() {
+                    confirmed.insert(dir.clone());
+                }
+            }
+            if let Err(message) = result {
+                log::warn(&message);
+                for &index in indices {
+                    report.fail(index, SinkError::transient(message.clone()));
                 }
             }
         }
+        if self.known_dirs.len() + confirmed.len() > KNOWN_DIRS_LIMIT {
+            self.known_dirs.clear();
+        }
+        self.known_dirs.extend(confirmed);
         report.sorted()
-    }
-}
-
-fn existing(cfg: &FileSinkConfig, rel: &RelativePath, dir: PathBuf) -> Outcome {
-    match cfg.duplicate_policy {
-        DuplicatePolicy::Fail => Outcome::Failed(SinkError::permanent(format!(
-            "file sink destination already exists: {} (duplicate_policy \"fail\")",
-            rel.to_slash_string()
-        ))),
-        // skip_existing: stored before. (overwrite never gets here.)
-        _ => Outcome::Stored { dir },
     }
 }
 
@@ -357,8 +455,17 @@ mod tests {
 
     #[test]
     fn writes_record_files_and_skips_duplicates() {
+        for write_mode in [WriteMode::Atomic, WriteMode::Direct] {
+            writes_and_skips_with(write_mode);
+        }
+    }
+
+    fn writes_and_skips_with(write_mode: WriteMode) {
         let root = tempfile::tempdir().unwrap();
-        let c = cfg(root.path());
+        let c = FileSinkConfig {
+            write_mode,
+            ..cfg(root.path())
+        };
         let mut w = PerMessageWriter::new(root.path().to_path_buf());
         let batch = vec![vector_envelope(), msg("other", 8, b"text")];
         let report = w.write_batch(&batch, &c, &clock);
@@ -537,5 +644,179 @@ mod tests {
         assert!(
             text.starts_with("{\n  \"classification\": \"restricted\",") && text.ends_with("}\n")
         );
+    }
+
+    fn seq_path(root: &Path, seq: u64) -> PathBuf {
+        root.join(format!("s/BENCH-{seq:020}.json"))
+    }
+
+    #[test]
+    fn existing_record_of_this_message_is_stored_and_untouched() {
+        let root = tempfile::tempdir().unwrap();
+        for fsync in [false, true] {
+            let c = FileSinkConfig {
+                fsync,
+                ..cfg(root.path())
+            };
+            let mut w = PerMessageWriter::new(root.path().to_path_buf());
+            let seq = if fsync { 2 } else { 1 };
+            assert!(w
+                .write_batch(&[msg("s", seq, b"1")], &c, &clock)
+                .failures
+                .is_empty());
+            let before = std::fs::read(seq_path(root.path(), seq)).unwrap();
+            // A redelivery (new instance, other payload, other stored_at).
+            let mut w = PerMessageWriter::new(root.path().to_path_buf());
+            let mut env = msg("s", seq, b"2");
+            env.delivery_count = 2;
+            let report = w.write_batch(&[env], &c, &|| VECTOR_STORED_AT + 5);
+            assert!(report.failures.is_empty(), "{report:?}");
+            assert_eq!(std::fs::read(seq_path(root.path(), seq)).unwrap(), before);
+        }
+    }
+
+    #[test]
+    fn torn_files_are_repaired_under_every_policy() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("s")).unwrap();
+        let good = record::render_record(
+            &msg("s", 1, b"{}"),
+            PayloadMode::JsonOrEnvelope,
+            VECTOR_STORED_AT,
+            false,
+        )
+        .unwrap();
+        let torn: Vec<Vec<u8>> = vec![
+            Vec::new(),                      // crashed right after create
+            good[..good.len() / 2].to_vec(), // crashed mid-write
+            good[..good.len() - 2].to_vec(), // all but the closing brace
+            vec![0; good.len()],             // unwritten blocks after a power loss
+        ];
+        let mut seq = 0;
+        for policy in [
+            DuplicatePolicy::SkipExisting,
+            DuplicatePolicy::Fail,
+            DuplicatePolicy::Overwrite,
+        ] {
+            for (content, write_mode) in torn
+                .iter()
+                .flat_map(|t| [(t, WriteMode::Atomic), (t, WriteMode::Direct)])
+            {
+                for fsync in [false, true] {
+                    seq += 1;
+                    std::fs::write(seq_path(root.path(), seq), content).unwrap();
+                    let c = FileSinkConfig {
+                        duplicate_policy: policy,
+                        fsync,
+                        write_mode,
+                        ..cfg(root.path())
+                    };
+                    let mut w = PerMessageWriter::new(root.path().to_path_buf());
+                    let report = w.write_batch(&[msg("s", seq, b"{\"n\":1}")], &c, &clock);
+                    assert!(report.failures.is_empty(), "{policy:?} {report:?}");
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(seq_path(root.path(), seq)).unwrap())
+                            .unwrap();
+                    assert_eq!(v["stream_sequence"], seq);
+                    assert_eq!(v["payload"]["n"], 1);
+                }
+            }
+        }
+        // Only the records: no temporary files left.
+        assert_eq!(
+            std::fs::read_dir(root.path().join("s")).unwrap().count(),
+            seq as usize
+        );
+    }
+
+    #[test]
+    fn fail_policy_with_existing_record() {
+        let root = tempfile::tempdir().unwrap();
+        let fail = FileSinkConfig {
+            duplicate_policy: DuplicatePolicy::Fail,
+            ..cfg(root.path())
+        };
+        let mut w = PerMessageWriter::new(root.path().to_path_buf());
+        assert!(w
+            .write_batch(&[msg("s", 1, b"1")], &fail, &clock)
+            .failures
+            .is_empty());
+        let before = std::fs::read(seq_path(root.path(), 1)).unwrap();
+        let report = w.write_batch(&[msg("s", 1, b"2"), msg("s", 2, b"2")], &fail, &clock);
+        assert_eq!(report.failures.len(), 1);
+        assert_eq!(report.failures[0].index, 0);
+        assert_eq!(report.failures[0].error.kind, ErrorKind::Permanent);
+        assert_eq!(std::fs::read(seq_path(root.path(), 1)).unwrap(), before);
+        assert!(seq_path(root.path(), 2).exists());
+    }
+
+    #[test]
+    fn another_messages_record_under_the_name_is_never_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("s")).unwrap();
+        // Streams "BENCH" and "BENCH " sanitise to the same file name.
+        let mut other = msg("s", 1, b"{}");
+        other.stream = "BENCH ".into();
+        let foreign = record::render_record(&other, PayloadMode::JsonOrEnvelope, 0, false).unwrap();
+        std::fs::write(seq_path(root.path(), 1), &foreign).unwrap();
+        std::fs::write(seq_path(root.path(), 2), b"[1,2,3]\n").unwrap();
+        for policy in [DuplicatePolicy::SkipExisting, DuplicatePolicy::Fail] {
+            let c = FileSinkConfig {
+                duplicate_policy: policy,
+                ..cfg(root.path())
+            };
+            let mut w = PerMessageWriter::new(root.path().to_path_buf());
+            let report = w.write_batch(&[msg("s", 1, b"1"), msg("s", 2, b"2")], &c, &clock);
+            let kinds: Vec<(u32, ErrorKind)> = report
+                .failures
+                .iter()
+                .map(|f| (f.index, f.error.kind))
+                .collect();
+            assert_eq!(
+                kinds,
+                vec![(0, ErrorKind::Permanent), (1, ErrorKind::Permanent)]
+            );
+            assert!(report.failures[0]
+                .error
+                .message
+                .contains("stream \"BENCH \" sequence 1"));
+            assert_eq!(std::fs::read(seq_path(root.path(), 1)).unwrap(), foreign);
+            assert_eq!(
+                std::fs::read(seq_path(root.path(), 2)).unwrap(),
+                b"[1,2,3]\n"
+            );
+        }
+    }
+
+    #[test]
+    fn classify() {
+        let env = msg("s", 7, b"{}");
+        let rec = record::render_record(&env, PayloadMode::JsonOrEnvelope, 0, false).unwrap();
+        assert_eq!(classify_existing(&rec, &env), Existing::ThisMessage);
+        let pretty = record::render_record(&env, PayloadMode::JsonOrEnvelope, 0, true).unwrap();
+        assert_eq!(classify_existing(&pretty, &env), Existing::ThisMessage);
+        // Without the final newline the record is still complete.
+        assert_eq!(
+            classify_existing(&rec[..rec.len() - 1], &env),
+            Existing::ThisMessage
+        );
+        for cut in [0, 1, rec.len() / 3, rec.len() - 2] {
+            assert_eq!(
+                classify_existing(&rec[..cut], &env),
+                Existing::Torn,
+                "{cut}"
+            );
+        }
+        assert_eq!(classify_existing(&[0xff, 0xfe], &env), Existing::Torn);
+        let mut other = env.clone();
+        other.stream_sequence = 8;
+        assert!(matches!(
+            classify_existing(&rec, &other),
+            Existing::Other(_)
+        ));
+        assert!(matches!(
+            classify_existing(b"{\"a\":1}", &env),
+            Existing::Other(_)
+        ));
     }
 }

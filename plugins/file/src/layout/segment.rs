@@ -18,22 +18,32 @@
 //! to read. Not finding a stored message can only cause a duplicate line in a
 //! later segment, never a lost message.
 //!
-//! The in-memory index keeps, per stream, the *high-water mark* (largest
-//! `last` of any segment seen) and the last [`RECENT_SEGMENTS`] segments with
-//! their member sequences (read lazily for segments found on disk). It is
-//! loaded at `init` by listing `segments/` once. For each message:
-//! 1. `seq > high-water`: new (the normal in-order case, no I/O);
-//! 2. else a recent segment whose range holds `seq` is read (once) and
-//!    checked;
-//! 3. else (rare: a redelivery after a failed batch, a replay, a segment
-//!    written by another instance) `segments/` is listed once for the whole
-//!    batch and every segment whose range holds such a sequence is read.
+//! Which messages are looked up at all:
+//! - a **first delivery** (`delivery_count == 1`) whose sequence is above the
+//!   high-water mark found when this instance started (largest `last` of the
+//!   segments in `segments/` at `init`) is new, with no I/O. JetStream hands
+//!   a message to one pull request at a time and counts every hand-out, so a
+//!   message with count 1 was never given to any sink call before this one,
+//!   and no segment written since this instance started can hold it. This is
+//!   what keeps several instances cheap: their batches interleave sequences,
+//!   so "below what I have seen" says nothing; the delivery count does.
+//! - everything else is looked up: a **redelivery** (`delivery_count > 1`,
+//!   or 0 = unknown), and a first delivery at or below the start-up
+//!   high-water mark (a replay by a new consumer, segments of an earlier run).
+//!   First the segments this instance knows the members of (written or read,
+//!   the last [`RECENT_SEGMENTS`]); for the rest `segments/` is listed once
+//!   for the batch (so segments of other instances are seen) and every
+//!   segment whose range holds such a sequence and whose members are not
+//!   known yet is read.
 //!
-//! Duplicates remain possible only when two instances write the same
-//! redelivered message at the same moment (neither sees the other's file yet)
-//! or when segments are moved away from `segments/` and their messages are
-//! delivered again. Both leave two lines with the same stream and sequence
-//! in different files; readers can drop duplicates by that key.
+//! Duplicates remain possible when two instances write the same redelivered
+//! message at the same moment (neither sees the other's file yet), when
+//! segments are moved away from `segments/` and their messages are delivered
+//! again, and when JetStream hands out a stored message again as a first
+//! delivery (the consumer was deleted and re-created while an instance kept
+//! running, or the server lost the consumer's delivery state in a crash).
+//! All leave two lines with the same stream and sequence in different
+//! files; readers can drop duplicates by that key.
 //!
 //! If the final name is taken (a differently composed batch produced the same
 //! first/last), the existing file is read, the messages it holds are treated
@@ -43,8 +53,7 @@
 //! stored); segments already linked stay known to the index, so the retry
 //! skips them (and fsyncs `segments/` before reporting success).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -186,34 +195,38 @@ fn read_members(path: &Path) -> io::Result<Members> {
 #[derive(Debug)]
 struct Segment {
     name: SegmentName,
-    /// `None` until read.
-    members: Option<Members>,
+    members: Members,
 }
 
-/// What the index knows about one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    /// Not stored (beyond every known segment).
-    New,
-    /// Stored in a segment that was read.
-    Stored,
-    /// Not in a recent segment, but older segments could hold it.
-    Unknown,
+/// How much looking up the index did (for logs and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Messages that had to be looked up on disk (redeliveries and replays
+    /// not found in a segment this instance knows).
+    pub looked_up: u64,
+    /// Listings of `segments/`.
+    pub listings: u64,
+    /// Segment files read.
+    pub segments_read: u64,
 }
 
 /// What the sink knows about the segments on disk (see the module docs).
 #[derive(Debug, Default)]
 pub struct SegmentIndex {
-    high_water: HashMap<String, u64>,
+    /// Per stream component: the largest `last` of the segments listed at
+    /// start-up. Fixed for the life of the instance.
+    startup_high_water: HashMap<String, u64>,
+    /// Segments whose members are known (written by this instance, or read),
+    /// oldest first.
     recent: VecDeque<Segment>,
+    stats: LookupStats,
 }
 
 impl SegmentIndex {
-    /// Lists `dir` once: high-water marks of every stream, the most recent
-    /// segments (members read later, when needed).
+    /// Lists `dir` once for the start-up high-water marks. Returns the index
+    /// and the number of segment files found.
     pub fn load(dir: &Path) -> io::Result<(Self, usize)> {
         let mut index = SegmentIndex::default();
-        let mut newest: BinaryHeap<Reverse<(u64, SegmentName)>> = BinaryHeap::new();
         let mut count = 0usize;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -221,94 +234,65 @@ impl SegmentIndex {
                 continue;
             };
             count += 1;
-            index.raise_high_water(&name);
-            newest.push(Reverse((name.last, name)));
-            if newest.len() > RECENT_SEGMENTS {
-                newest.pop();
-            }
+            let hw = index
+                .startup_high_water
+                .entry(name.component.clone())
+                .or_insert(0);
+            *hw = (*hw).max(name.last);
         }
-        let mut names: Vec<SegmentName> = newest.into_iter().map(|Reverse((_, n))| n).collect();
-        names.sort_by_key(|n| (n.last, n.first));
-        index.recent = names
-            .into_iter()
-            .map(|name| Segment {
-                name,
-                members: None,
-            })
-            .collect();
         Ok((index, count))
     }
 
-    fn raise_high_water(&mut self, name: &SegmentName) {
-        let hw = self.high_water.entry(name.component.clone()).or_insert(0);
-        *hw = (*hw).max(name.last);
+    /// The largest `last` of the stream's segments at start-up.
+    pub fn startup_high_water(&self, component: &str) -> Option<u64> {
+        self.startup_high_water.get(component).copied()
     }
 
-    pub fn high_water(&self, component: &str) -> Option<u64> {
-        self.high_water.get(component).copied()
+    pub fn stats(&self) -> LookupStats {
+        self.stats
+    }
+
+    /// Whether a message must be looked up (see the module docs): anything
+    /// but a first delivery above the start-up high-water mark.
+    pub fn needs_lookup(&self, component: &str, seq: u64, delivery_count: u64) -> bool {
+        delivery_count != 1
+            || self
+                .startup_high_water(component)
+                .is_some_and(|hw| seq <= hw)
     }
 
     /// Remembers a segment and its members (written, or read from disk).
     pub fn remember(&mut self, name: SegmentName, members: Members) {
-        self.raise_high_water(&name);
         if let Some(seg) = self.recent.iter_mut().find(|s| s.name == name) {
-            seg.members = Some(members);
+            seg.members = members;
             return;
         }
-        self.recent.push_back(Segment {
-            name,
-            members: Some(members),
-        });
+        self.recent.push_back(Segment { name, members });
         while self.recent.len() > RECENT_SEGMENTS {
             self.recent.pop_front();
         }
     }
 
-    /// Steps 1 and 2 of the module docs.
-    pub fn lookup(
-        &mut self,
-        dir: &Path,
-        stream: &str,
-        component: &str,
-        seq: u64,
-    ) -> io::Result<Lookup> {
-        match self.high_water(component) {
-            Some(hw) if seq <= hw => {}
-            _ => return Ok(Lookup::New),
-        }
-        let mut i = 0;
-        while i < self.recent.len() {
-            let seg = &mut self.recent[i];
-            if seg.name.component == component && seg.name.first <= seq && seq <= seg.name.last {
-                if seg.members.is_none() {
-                    let path =
-                        dir.join(segment_file_name(component, seg.name.first, seg.name.last));
-                    match read_members(&path) {
-                        Ok(members) => seg.members = Some(members),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            // Moved away: forget it.
-                            self.recent.remove(i);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                if seg
-                    .members
-                    .as_ref()
-                    .is_some_and(|m| m.contains(stream, seq))
-                {
-                    return Ok(Lookup::Stored);
-                }
-            }
-            i += 1;
-        }
-        Ok(Lookup::Unknown)
+    fn known_members(&self, name: &SegmentName) -> Option<&Members> {
+        self.recent
+            .iter()
+            .find(|s| s.name == *name)
+            .map(|s| &s.members)
     }
 
-    /// Step 3: lists `dir` once and reads every segment whose range holds one
-    /// of `wanted` (stream, component, seq). Returns the positions in
-    /// `wanted` that are stored.
+    /// Whether a segment whose members are known holds the message (no I/O).
+    pub fn known_stored(&self, stream: &str, component: &str, seq: u64) -> bool {
+        self.recent.iter().any(|s| {
+            s.name.component == component
+                && s.name.first <= seq
+                && seq <= s.name.last
+                && s.members.contains(stream, seq)
+        })
+    }
+
+    /// Lists `dir` once and checks every segment whose range holds one of
+    /// `wanted` (stream, component, seq), reading those whose members are not
+    /// known yet. Returns the positions in `wanted` that are stored.
     pub fn scan(&mut self, dir: &Path, wanted: &[(&str, &str, u64)]) -> io::Result<HashSet<usize>> {
         let mut by_component: HashMap<&str, Vec<u64>> = HashMap::new();
         for (_, component, seq) in wanted {
@@ -317,13 +301,13 @@ impl SegmentIndex {
         for seqs in by_component.values_mut() {
             seqs.sort_unstable();
         }
+        self.stats.listings += 1;
         let mut stored = HashSet::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let Some(name) = entry.file_name().to_str().and_then(parse_segment_file_name) else {
                 continue;
             };
-            self.raise_high_water(&name);
             let Some(seqs) = by_component.get(name.component.as_str()) else {
                 continue;
             };
@@ -331,24 +315,23 @@ impl SegmentIndex {
             if at >= seqs.len() || seqs[at] > name.last {
                 continue;
             }
-            if self
-                .recent
-                .iter()
-                .any(|s| s.name == name && s.members.is_some())
-            {
-                continue; // already checked by `lookup`
+            if self.known_members(&name).is_none() {
+                let members = match read_members(&entry.path()) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                self.stats.segments_read += 1;
+                self.remember(name.clone(), members);
             }
-            let members = match read_members(&entry.path()) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let Some(members) = self.known_members(&name) else {
+                continue;
             };
             for (pos, (stream, component, seq)) in wanted.iter().enumerate() {
                 if *component == name.component && members.contains(stream, *seq) {
                     stored.insert(pos);
                 }
             }
-            self.remember(name, members);
         }
         Ok(stored)
     }
@@ -410,7 +393,7 @@ impl SegmentWriter {
         log::info(&format!(
             "segment index: {count} segment file(s) in {}, {} stream(s)",
             dir.display(),
-            index.high_water.len()
+            index.startup_high_water.len()
         ));
         Ok(SegmentWriter {
             dir,
@@ -422,6 +405,11 @@ impl SegmentWriter {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// How much looking up this instance did so far.
+    pub fn lookup_stats(&self) -> LookupStats {
+        self.index.stats()
     }
 
     pub fn write_batch(
@@ -455,14 +443,18 @@ impl SegmentWriter {
                 .entry(env.stream.as_str())
                 .or_insert_with(|| stream_component(&env.stream));
             states[i] =
-                match self
+                if !self
                     .index
-                    .lookup(&self.dir, &env.stream, component, env.stream_sequence)
+                    .needs_lookup(component, env.stream_sequence, env.delivery_count)
                 {
-                    Ok(Lookup::New) => State::New,
-                    Ok(Lookup::Stored) => State::Stored,
-                    Ok(Lookup::Unknown) => State::Unknown,
-                    Err(e) => return Err(io_error("cannot read segments in", &self.dir, &e)),
+                    State::New
+                } else if self
+                    .index
+                    .known_stored(&env.stream, component, env.stream_sequence)
+                {
+                    State::Stored
+                } else {
+                    State::Unknown
                 };
         }
         let unknown: Vec<usize> = (0..batch.len())
@@ -480,8 +472,9 @@ impl SegmentWriter {
                     )
                 })
                 .collect();
+            self.index.stats.looked_up += wanted.len() as u64;
             log::debug(&format!(
-                "{} message(s) below the high-water mark and not in a recent segment: scanning {}",
+                "{} redelivered or replayed message(s) not in a known segment: scanning {}",
                 wanted.len(),
                 self.dir.display()
             ));
@@ -504,12 +497,12 @@ impl SegmentWriter {
             if states[i] != State::New {
                 continue;
             }
-            match record::build_record(env, cfg.payload_mode, clock()) {
-                Ok(rec) => {
+            match record::render_record(env, cfg.payload_mode, clock(), false) {
+                Ok(bytes) => {
                     let line = Line {
                         index: i,
                         seq: env.stream_sequence,
-                        bytes: record::render(&rec, false),
+                        bytes,
                     };
                     match groups.iter_mut().find(|(s, _)| *s == env.stream) {
                         Some((_, lines)) => lines.push(line),
@@ -671,6 +664,16 @@ mod tests {
         seqs.iter().map(|&s| msg(s)).collect()
     }
 
+    /// The same messages, delivered again (`delivery_count` 2).
+    fn again(seqs: &[u64]) -> Vec<Envelope> {
+        seqs.iter()
+            .map(|&s| Envelope {
+                delivery_count: 2,
+                ..msg(s)
+            })
+            .collect()
+    }
+
     fn clock() -> i64 {
         VECTOR_STORED_AT
     }
@@ -794,9 +797,21 @@ mod tests {
         let c = cfg(root.path());
         let mut w = SegmentWriter::open(root.path(), false).unwrap();
         w.write_batch(&batch(&[1, 2, 3]), &c, &clock).unwrap();
-        let report = w.write_batch(&batch(&[2, 3, 4, 5]), &c, &clock).unwrap();
+        // 2 and 3 come again (their ACK was lost), 4 and 5 are new.
+        let mut b = again(&[2, 3]);
+        b.extend(batch(&[4, 5]));
+        let report = w.write_batch(&b, &c, &clock).unwrap();
         assert!(report.failures.is_empty());
         assert_eq!(all_seqs(root.path()), vec![1, 2, 3, 4, 5]);
+        // Found in this instance's memory: no listing, no read.
+        assert_eq!(
+            w.lookup_stats(),
+            LookupStats {
+                looked_up: 0,
+                listings: 0,
+                segments_read: 0
+            }
+        );
     }
 
     #[test]
@@ -824,7 +839,7 @@ mod tests {
         // Once more, everything is stored: nothing new is written.
         let before = segments(root.path()).len();
         let report = w
-            .write_batch(&batch(&[10, 11, 12, 13, 15, 16, 17, 18]), &c, &clock)
+            .write_batch(&again(&[10, 11, 12, 13, 15, 16, 17, 18]), &c, &clock)
             .unwrap();
         assert!(report.failures.is_empty());
         assert_eq!(segments(root.path()).len(), before);
@@ -840,7 +855,7 @@ mod tests {
         }
         let total = segments(root.path()).len();
         // Seq 1 is in the very first segment (evicted from memory); seq 2 was never written.
-        let report = w.write_batch(&batch(&[1, 2]), &c, &clock).unwrap();
+        let report = w.write_batch(&again(&[1, 2]), &c, &clock).unwrap();
         assert!(report.failures.is_empty());
         assert_eq!(segments(root.path()).len(), total + 1);
         assert!(segments(root.path()).contains(&(
@@ -916,7 +931,9 @@ mod tests {
         assert_eq!(all_seqs(root.path()), vec![1, 3]);
 
         // Under "fail", already stored messages are permanent failures; new ones are written.
-        let report = w.write_batch(&batch(&[3, 4, 4]), &c, &clock).unwrap();
+        let mut b = again(&[3]);
+        b.extend(batch(&[4, 4]));
+        let report = w.write_batch(&b, &c, &clock).unwrap();
         let failed: Vec<u32> = report.failures.iter().map(|f| f.index).collect();
         assert_eq!(failed, vec![0, 2]);
         assert!(report
@@ -982,11 +999,100 @@ mod tests {
         std::fs::write(dir.join("README"), b"").unwrap();
         let (mut index, count) = SegmentIndex::load(&dir).unwrap();
         assert_eq!(count, 3);
-        assert_eq!(index.high_water("S"), Some(20));
-        assert_eq!(index.high_water("T"), None);
-        assert_eq!(index.lookup(&dir, "S", "S", 21).unwrap(), Lookup::New);
-        // Empty files hold nothing: not stored, and not "new" either.
-        assert_eq!(index.lookup(&dir, "S", "S", 3).unwrap(), Lookup::Unknown);
-        assert_eq!(index.lookup(&dir, "T", "T", 3).unwrap(), Lookup::New);
+        assert_eq!(index.startup_high_water("S"), Some(20));
+        assert_eq!(index.startup_high_water("T"), None);
+        // First deliveries above the start-up mark: no look-up.
+        assert!(!index.needs_lookup("S", 21, 1));
+        assert!(!index.needs_lookup("T", 3, 1));
+        // At or below it (a replay), redelivered, or unknown count: look up.
+        assert!(index.needs_lookup("S", 20, 1));
+        assert!(index.needs_lookup("S", 21, 2));
+        assert!(index.needs_lookup("T", 3, 0));
+        // Empty files hold nothing: not stored.
+        let stored = index.scan(&dir, &[("S", "S", 3), ("S", "S", 20)]).unwrap();
+        assert!(stored.is_empty());
+        assert_eq!(index.stats().segments_read, 2);
+        assert!(!index.known_stored("S", "S", 3));
+    }
+
+    /// Like the host's pool: instances whose batches interleave sequences.
+    #[test]
+    fn concurrent_instances_first_deliveries_need_no_lookup() {
+        let root = tempfile::tempdir().unwrap();
+        let c = FileSinkConfig {
+            fsync: true,
+            ..cfg(root.path())
+        };
+        let mut a = SegmentWriter::open(root.path(), true).unwrap();
+        let mut b = SegmentWriter::open(root.path(), true).unwrap();
+        let (mut seqs_a, mut seqs_b) = (Vec::new(), Vec::new());
+        for round in 0..20u64 {
+            let base = round * 10;
+            let odd: Vec<u64> = (1..=9).step_by(2).map(|k| base + k).collect();
+            let even: Vec<u64> = (2..=10).step_by(2).map(|k| base + k).collect();
+            // Out of order on purpose: b's batch lies below a's latest.
+            assert!(b
+                .write_batch(&batch(&even), &c, &clock)
+                .unwrap()
+                .failures
+                .is_empty());
+            assert!(a
+                .write_batch(&batch(&odd), &c, &clock)
+                .unwrap()
+                .failures
+                .is_empty());
+            seqs_a.extend(odd);
+            seqs_b.extend(even);
+        }
+        assert_eq!(all_seqs(root.path()), (1..=200).collect::<Vec<u64>>());
+        for w in [&a, &b] {
+            assert_eq!(w.lookup_stats(), LookupStats::default());
+        }
+
+        // Redeliveries: 5 (a wrote it), 6 (b wrote it: a must read b's
+        // segment), 201 (never written).
+        let report = a.write_batch(&again(&[5, 6, 201]), &c, &clock).unwrap();
+        assert!(report.failures.is_empty());
+        assert_eq!(all_seqs(root.path()), (1..=201).collect::<Vec<u64>>());
+        let stats = a.lookup_stats();
+        assert_eq!(stats.looked_up, 2, "{stats:?}"); // 5 was known in memory
+        assert_eq!(stats.listings, 1, "{stats:?}");
+        assert_eq!(stats.segments_read, 1, "{stats:?}"); // only b's 2..10 holds 6
+        assert!(segments(root.path()).contains(&(
+            "BENCH-00000000000000000201-00000000000000000201.jsonl".into(),
+            vec![201]
+        )));
+
+        // Found segments are remembered: the same redelivery again reads nothing new.
+        let report = a.write_batch(&again(&[6]), &c, &clock).unwrap();
+        assert!(report.failures.is_empty());
+        assert_eq!(a.lookup_stats().segments_read, 1);
+        assert_eq!(a.lookup_stats().listings, 1);
+    }
+
+    #[test]
+    fn a_new_instance_looks_up_first_deliveries_up_to_what_existed_at_start() {
+        let root = tempfile::tempdir().unwrap();
+        let c = cfg(root.path());
+        {
+            let mut w = SegmentWriter::open(root.path(), false).unwrap();
+            w.write_batch(&batch(&[1, 2, 3]), &c, &clock).unwrap();
+            w.write_batch(&batch(&[4, 5]), &c, &clock).unwrap();
+        }
+        // A re-created consumer replays everything as first deliveries.
+        let mut w = SegmentWriter::open(root.path(), false).unwrap();
+        let report = w
+            .write_batch(&batch(&[1, 2, 3, 4, 5, 6]), &c, &clock)
+            .unwrap();
+        assert!(report.failures.is_empty());
+        assert_eq!(all_seqs(root.path()), vec![1, 2, 3, 4, 5, 6]);
+        let stats = w.lookup_stats();
+        assert_eq!(
+            (stats.looked_up, stats.listings, stats.segments_read),
+            (5, 1, 2)
+        );
+        // Above the start-up mark, first deliveries are not looked up.
+        w.write_batch(&batch(&[7, 8]), &c, &clock).unwrap();
+        assert_eq!(w.lookup_stats(), stats);
     }
 }
