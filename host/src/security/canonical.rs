@@ -156,27 +156,30 @@ pub fn write_python_float(value: f64, out: &mut String) {
 
 fn write_string(text: &str, out: &mut String) {
     out.push('"');
+    // Every character that needs escaping is ASCII, and no byte of a
+    // multi-byte UTF-8 sequence is ASCII: scanning bytes finds them all, and
+    // the runs in between are copied whole.
+    let bytes = text.as_bytes();
     let mut plain_start = 0;
-    for (index, c) in text.char_indices() {
-        let escape: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '\u{8}' => Some("\\b"),
-            '\u{c}' => Some("\\f"),
-            c if (c as u32) < 0x20 => None,
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escape: &str = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            byte if byte < 0x20 => "",
             _ => continue,
         };
         out.push_str(&text[plain_start..index]);
-        match escape {
-            Some(escaped) => out.push_str(escaped),
-            None => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", byte);
+        } else {
+            out.push_str(escape);
         }
-        plain_start = index + c.len_utf8();
+        plain_start = index + 1;
     }
     out.push_str(&text[plain_start..]);
     out.push('"');

@@ -847,7 +847,19 @@ pub(crate) mod json {
     /// Appends `"text"` escaped as Python's `json` does.
     pub(crate) fn write_string(out: &mut String, text: &str, ensure_ascii: bool) {
         out.push('"');
-        for c in text.chars() {
+        // Runs of characters that need no escaping are copied whole; only
+        // the ASCII specials and (with `ensure_ascii`) non-ASCII characters
+        // are handled one by one.
+        let mut plain_start = 0;
+        for (index, &byte) in text.as_bytes().iter().enumerate() {
+            let special = matches!(byte, b'"' | b'\\') || byte < 0x20 || (ensure_ascii && byte > 0x7e);
+            if !special || index < plain_start {
+                continue;
+            }
+            out.push_str(&text[plain_start..index]);
+            let Some(c) = text[index..].chars().next() else {
+                break;
+            };
             match c {
                 '"' => out.push_str("\\\""),
                 '\\' => out.push_str("\\\\"),
@@ -859,15 +871,17 @@ pub(crate) mod json {
                 c if (c as u32) < 0x20 => {
                     let _ = write!(out, "\\u{:04x}", c as u32);
                 }
-                c if ensure_ascii && (c as u32) > 0x7e => {
+                c => {
+                    // ensure_ascii and c > U+007E.
                     let mut units = [0u16; 2];
                     for unit in c.encode_utf16(&mut units) {
                         let _ = write!(out, "\\u{unit:04x}");
                     }
                 }
-                c => out.push(c),
             }
+            plain_start = index + c.len_utf8();
         }
+        out.push_str(&text[plain_start..]);
         out.push('"');
     }
 

@@ -721,7 +721,16 @@ fn normalize_profile(
 
 /// Case folding for header names: lower case plus the full case foldings
 /// (Python `str.casefold`) that produce ASCII letters, as the file sink does.
-fn fold(name: &str) -> String {
+/// Borrows when the name is already folded (the common, ASCII lower-case
+/// case): this runs for every header of every message.
+fn fold(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.is_ascii() {
+        return if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        };
+    }
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         match c {
@@ -736,7 +745,17 @@ fn fold(name: &str) -> String {
             c => out.extend(c.to_lowercase()),
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether `name` folds to `folded` (already folded), without allocating
+/// when both are ASCII.
+fn folds_to(name: &str, folded: &str) -> bool {
+    if name.is_ascii() {
+        name.eq_ignore_ascii_case(folded)
+    } else {
+        fold(name) == folded
+    }
 }
 
 /// Headers as the reference (and the file sink's record) keep them: names
@@ -762,7 +781,7 @@ fn lookup<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     let wanted = fold(name);
     headers
         .iter()
-        .find(|(n, _)| fold(n) == wanted)
+        .find(|(n, _)| folds_to(n, &wanted))
         .map(|(_, v)| v.as_str())
 }
 
@@ -799,22 +818,29 @@ const RESERVED_HEADER_NAMES: [&str; 26] = [
 /// Known headers under their canonical names, then any other header whose
 /// name starts with `Nats-` (any case) under its own name.
 fn reserved_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    // Each header name is folded once (not once per reserved name).
+    let folded: Vec<_> = headers.iter().map(|(name, _)| fold(name)).collect();
     let mut out = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
-    for name in RESERVED_HEADER_NAMES {
-        if let Some(value) = lookup(headers, name) {
-            out.push((name.to_string(), value.to_string()));
-            seen.push(fold(name));
+    let mut seen: Vec<&str> = Vec::new();
+    for (canonical, wanted) in RESERVED_HEADER_NAMES.iter().zip(reserved_header_names_folded()) {
+        if let Some(index) = folded.iter().position(|f| f == wanted) {
+            out.push((canonical.to_string(), headers[index].1.clone()));
+            seen.push(wanted);
         }
     }
-    for (name, value) in headers {
-        let folded = fold(name);
-        if folded.starts_with("nats-") && !seen.contains(&folded) {
+    for ((name, value), folded) in headers.iter().zip(&folded) {
+        if folded.starts_with("nats-") && !seen.contains(&folded.as_ref()) {
             out.push((name.clone(), value.clone()));
             seen.push(folded);
         }
     }
     out
+}
+
+/// [`RESERVED_HEADER_NAMES`] folded (they are ASCII), computed once.
+fn reserved_header_names_folded() -> &'static [String] {
+    static FOLDED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FOLDED.get_or_init(|| RESERVED_HEADER_NAMES.iter().map(|name| name.to_ascii_lowercase()).collect())
 }
 
 /// Python `int(text.strip())` for `Nats-Msg-Size`: optional sign, ASCII
