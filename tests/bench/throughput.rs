@@ -2,10 +2,14 @@
 //! several consumers of it, each drained by a different contender:
 //!
 //! - native: an in-process async-nats consumer that only fetches and ACKs
-//!   (the ceiling), and one that also writes one file per message the way
-//!   the file sink does (temp file + link, no fsync);
+//!   (the ceiling), and two that also write one file per message the way
+//!   the file sink does, in each `write_mode` (atomic: temporary file + link;
+//!   direct: create the final name exclusively; no fsync);
 //! - sinkhost with the discarding test plugin, and with the file sink
-//!   per-message (fsync off, fsync on) and in segment layout (fsync on).
+//!   per-message (fsync off in both write modes, fsync on) and in segment
+//!   layout (fsync on);
+//! - sinkhost on a stream of HMAC-signed messages with authenticity,
+//!   encryption and custody off, then on (discarding plugin and file sink).
 //!
 //! Prints msg/s, the ratio to the native ceiling, peak RSS, and the host's
 //! start-up time to the first fetch with a cold and a warm compile cache.
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
+use base64::Engine as _;
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 use sinkhost_e2e::*;
@@ -55,24 +60,38 @@ async fn main() -> anyhow::Result<()> {
     let js = Js::connect(&server).await?;
     js.create_stream(STREAM, &["bench.>"]).await?;
     js.create_stream("BENCHSMALL", &["small.>"]).await?;
+    js.create_stream("BENCHSIG", &["sig.>"]).await?;
     let started = Instant::now();
     js.publish_many(SUBJECT, total, payload).await?;
+    publish_signed(&js, total).await?;
     js.publish_many("small.events", fsync_total, payload).await?;
     eprintln!("published {total} + {fsync_total} messages of {PAYLOAD_BYTES} bytes in {:.1}s", started.elapsed().as_secs_f64());
     let work = tempfile::tempdir()?;
 
     let mut rows = Vec::new();
     rows.push(native(&js, "native-ack", total, None).await?);
-    rows.push(native(&js, "native-files", total, Some(work.path().join("native-out"))).await?);
+    rows.push(native(&js, "native-files", total, Some((work.path().join("native-out"), WriteMode::Atomic))).await?);
+    rows.push(native(&js, "native-files-direct", total, Some((work.path().join("native-out-direct"), WriteMode::Direct))).await?);
     let discard = json!({"behaviour": "discard"});
     rows.push(host_run(&server, &js, work.path(), "sinkhost-discard", STREAM, total, &test_plugin("chaos"), discard).await?);
     let per_message = json!({"directory": "/out", "fsync": false});
     rows.push(host_run(&server, &js, work.path(), "sinkhost-file-nofsync", STREAM, total, &plugin("file"), per_message).await?);
+    let direct = json!({"directory": "/out", "fsync": false, "write_mode": "direct"});
+    rows.push(host_run(&server, &js, work.path(), "sinkhost-file-nofsync-direct", STREAM, total, &plugin("file"), direct).await?);
     let segment = json!({"directory": "/out", "fsync": true, "layout": "segment"});
     rows.push(host_run(&server, &js, work.path(), "sinkhost-segment-fsync", STREAM, total, &plugin("file"), segment.clone()).await?);
     rows.push(host_run(&server, &js, work.path(), "sinkhost-segment-fsync-b1000x4", STREAM, total, &plugin("file"), segment).await?);
     let fsync = json!({"directory": "/out", "fsync": true});
     rows.push(host_run(&server, &js, work.path(), "sinkhost-file-fsync", "BENCHSMALL", fsync_total, &plugin("file"), fsync).await?);
+
+    // Security cost: the same signed stream with HMAC verification +
+    // AES-256-GCM encryption + sha256 custody off, then on.
+    let discard = json!({"behaviour": "discard"});
+    let per_message = json!({"directory": "/out", "fsync": false});
+    rows.push(host_run(&server, &js, work.path(), "signed-discard-security-off", "BENCHSIG", total, &test_plugin("chaos"), discard.clone()).await?);
+    rows.push(host_run(&server, &js, work.path(), "signed-discard-security-on", "BENCHSIG", total, &test_plugin("chaos"), discard).await?);
+    rows.push(host_run(&server, &js, work.path(), "signed-file-nofsync-security-off", "BENCHSIG", total, &plugin("file"), per_message.clone()).await?);
+    rows.push(host_run(&server, &js, work.path(), "signed-file-nofsync-security-on", "BENCHSIG", total, &plugin("file"), per_message).await?);
 
     let ceiling = rows[0].rate();
     let native_files = rows[1].rate();
@@ -95,12 +114,24 @@ async fn main() -> anyhow::Result<()> {
     let (cold, warm) = startup(&server, work.path()).await?;
     println!();
     println!("start-up to first fetch (file.wasm): cold cache {cold} ms, warm cache {warm} ms");
+    let by_name = |name: &str| rows.iter().find(|r| r.name == name).map(Row::rate).unwrap_or(f64::NAN);
+    println!();
+    println!(
+        "per-message files vs native, same write mode: atomic {:.2}, direct {:.2}",
+        by_name("sinkhost-file-nofsync") / by_name("native-files"),
+        by_name("sinkhost-file-nofsync-direct") / by_name("native-files-direct")
+    );
+    println!(
+        "security on/off: discard {:.2}, per-message file {:.2}",
+        by_name("signed-discard-security-on") / by_name("signed-discard-security-off"),
+        by_name("signed-file-nofsync-security-on") / by_name("signed-file-nofsync-security-off")
+    );
     Ok(())
 }
 
 /// An in-process consumer with the same fetch pattern as sinkhost
 /// (IN_FLIGHT concurrent pull loops of BATCH), optionally writing files.
-async fn native(js: &Js, name: &str, total: usize, files: Option<PathBuf>) -> anyhow::Result<Row> {
+async fn native(js: &Js, name: &str, total: usize, files: Option<(PathBuf, WriteMode)>) -> anyhow::Result<Row> {
     let stream = js.context.get_stream(STREAM).await?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .create_consumer(pull::Config {
@@ -109,27 +140,25 @@ async fn native(js: &Js, name: &str, total: usize, files: Option<PathBuf>) -> an
             ..Default::default()
         })
         .await?;
-    if let Some(dir) = &files {
+    if let Some((dir, _)) = &files {
         std::fs::create_dir_all(dir.join("bench.events"))?;
     }
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for worker in 0..IN_FLIGHT {
+    for _ in 0..IN_FLIGHT {
         let consumer = consumer.clone();
         let done = Arc::clone(&done);
         let files = files.clone();
         tasks.push(tokio::spawn(async move {
-            let mut counter = 0u64;
             while done.load(Ordering::Relaxed) < total as u64 {
                 let Ok(mut batch) = consumer.batch().max_messages(BATCH).expires(Duration::from_millis(200)).messages().await else {
                     continue;
                 };
                 while let Some(Ok(message)) = batch.next().await {
-                    if let Some(dir) = &files {
+                    if let Some((dir, mode)) = &files {
                         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                        counter += 1;
-                        write_like_the_file_sink(dir, worker, counter, sequence, &message.payload);
+                        write_like_the_file_sink(dir, *mode, sequence, &message.payload);
                     }
                     let _ = message.ack_with(AckKind::Ack).await;
                     done.fetch_add(1, Ordering::Relaxed);
@@ -149,21 +178,54 @@ async fn native(js: &Js, name: &str, total: usize, files: Option<PathBuf>) -> an
     })
 }
 
-/// Temp file + hard link into place, like the file sink without fsync.
-fn write_like_the_file_sink(dir: &Path, worker: usize, counter: u64, sequence: u64, payload: &[u8]) {
+/// Size of the file sink's record for these messages (per-message layout,
+/// 256-byte JSON payload, no headers): the payload plus ~1.9 KB of metadata.
+const SINK_RECORD_BYTES: usize = 2_126;
+
+/// How the native comparator places a file, like the file sink's
+/// `write_mode`.
+#[derive(Clone, Copy)]
+enum WriteMode {
+    /// Temporary file (`create_new`), hard link to the final name, unlink
+    /// the temporary name.
+    Atomic,
+    /// `create_new` on the final name, one write, close.
+    Direct,
+}
+
+/// Exactly the per-message work of the file sink (per-message layout, fsync
+/// off, a redelivery-free run), in either write mode. The subject directory
+/// exists beforehand, as it does for the sink after its first message. No
+/// existence check: the sink does none.
+fn write_like_the_file_sink(dir: &Path, mode: WriteMode, sequence: u64, payload: &[u8]) {
+    use std::io::Write as _;
     let subject_dir = dir.join("bench.events");
-    let tmp = subject_dir.join(format!(".tmp-{worker}-{counter}"));
     let target = subject_dir.join(format!("{STREAM}-{sequence:020}.json"));
-    // A record of similar size to the file sink's (payload + ~1.3 KB metadata).
-    let mut record = Vec::with_capacity(payload.len() + 1_400);
-    record.extend_from_slice(br#"{"schema":"nats_sinks.file.message.v1","metadata":""#);
-    record.extend(std::iter::repeat_n(b'm', 1_300));
-    record.extend_from_slice(br#"","payload":"#);
+    let head = br#"{"schema":"nats_sinks.file.message.v1","metadata":""#;
+    let tail = br#"","payload":"#;
+    let filler = SINK_RECORD_BYTES.saturating_sub(head.len() + tail.len() + payload.len() + 2);
+    let mut record = Vec::with_capacity(SINK_RECORD_BYTES);
+    record.extend_from_slice(head);
+    record.extend(std::iter::repeat_n(b'm', filler));
+    record.extend_from_slice(tail);
     record.extend_from_slice(payload);
-    record.push(b'}');
-    if std::fs::write(&tmp, &record).is_ok() {
-        let _ = std::fs::hard_link(&tmp, &target);
-        let _ = std::fs::remove_file(&tmp);
+    record.extend_from_slice(b"}\n");
+    let create = |path: &Path| std::fs::OpenOptions::new().write(true).create_new(true).open(path);
+    match mode {
+        WriteMode::Direct => {
+            if let Ok(mut file) = create(&target) {
+                let _ = file.write_all(&record);
+            }
+        }
+        WriteMode::Atomic => {
+            let temp = subject_dir.join(format!(".tmp-{STREAM}-{sequence}"));
+            if let Ok(mut file) = create(&temp) {
+                let _ = file.write_all(&record);
+                drop(file);
+                let _ = std::fs::hard_link(&temp, &target);
+                let _ = std::fs::remove_file(&temp);
+            }
+        }
     }
 }
 
@@ -180,7 +242,11 @@ async fn host_run(
 ) -> anyhow::Result<Row> {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir)?;
-    let subject = if stream == STREAM { "bench.>" } else { "small.>" };
+    let subject = match stream {
+        STREAM => "bench.>",
+        "BENCHSIG" => "sig.>",
+        _ => "small.>",
+    };
     let mut config = base_config(server, stream, subject, plugin_path, &dir.join("out"), sink);
     set(&mut config, "nats.consumer", json!(name));
     // Segment mode is the high-throughput layout: one variant runs it with
@@ -190,8 +256,18 @@ async fn host_run(
     set(&mut config, "delivery.max_in_flight_batches", json!(in_flight));
     set(&mut config, "logging.level", json!("warn"));
     set(&mut config, "plugin.cache_dir", json!(work.join("cache")));
+    if name.ends_with("-security-on") {
+        set(&mut config, "message_authenticity", json!({"enabled": true, "rules": [
+            {"subject": "sig.>", "algorithm": "hmac-sha256", "key_id": "bench-k1", "key_b64_env": "BENCH_HMAC_KEY"}
+        ]}));
+        set(&mut config, "encryption", json!({"enabled": true, "key_id": "bench-enc", "key_b64_env": "BENCH_AES_KEY"}));
+        set(&mut config, "custody", json!({"enabled": true, "algorithm": "sha256"}));
+    }
     let config_path = write_config(&dir, &config);
-    let mut host = Host::start(&config_path, &dir.join("sinkhost.log"))?;
+    let hmac_key = base64::engine::general_purpose::STANDARD.encode(BENCH_HMAC_KEY);
+    let aes_key = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+    let env = [("BENCH_HMAC_KEY", hmac_key.as_str()), ("BENCH_AES_KEY", aes_key.as_str())];
+    let mut host = Host::start_with_env(&config_path, &dir.join("sinkhost.log"), &env)?;
     let pid = host_pid(&host);
 
     // Clock starts when the consumer has delivered its first message.
@@ -225,6 +301,37 @@ async fn host_run(
         seconds,
         peak_rss_mb: peak_rss,
     })
+}
+
+const BENCH_HMAC_KEY: [u8; 32] = [42; 32];
+
+/// Publishes `total` HMAC-signed messages (as a nats-sinks producer would)
+/// on `sig.events`.
+async fn publish_signed(js: &Js, total: usize) -> anyhow::Result<()> {
+    use sinkhost::config::{AuthenticityAlgorithm, SignedField};
+    use sinkhost::security::authenticity::{authenticity_headers, sign_hmac, MessageToVerify};
+    const WINDOW: usize = 512;
+    let mut pending = Vec::with_capacity(WINDOW);
+    for i in 0..total {
+        let body = payload(i);
+        let pairs = vec![("Nats-Msg-Id".to_string(), format!("bench-{i}"))];
+        let message = MessageToVerify::new("sig.events", &pairs, &body);
+        let signature = sign_hmac(&BENCH_HMAC_KEY, "bench-k1", &[SignedField::Subject, SignedField::MessageId], &message)?;
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in pairs.iter().cloned().chain(authenticity_headers(AuthenticityAlgorithm::HmacSha256, "bench-k1", &signature)) {
+            headers.insert(name.as_str(), value.as_str());
+        }
+        pending.push(js.context.publish_with_headers("sig.events", headers, body.into()).await?);
+        if pending.len() == WINDOW {
+            for ack in pending.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in pending {
+        ack.await?;
+    }
+    Ok(())
 }
 
 fn host_pid(host: &Host) -> Option<u32> {
