@@ -113,9 +113,37 @@ impl CustodyPolicy {
         envelope: &Envelope,
         stored_payload: &[u8],
     ) -> Result<Custody, CustodyError> {
+        self.compute_with(envelope, stored_payload, StoredForm::AsReceived)
+    }
+
+    /// Custody for a message whose stored payload is an encrypted envelope
+    /// this host has just rendered (`security::encryption`): canonical,
+    /// ASCII-only JSON. When it holds no escape sequence, its canonical form
+    /// is the bytes themselves, so the payload is hashed without being
+    /// parsed and re-rendered; otherwise this is [`Self::compute`].
+    pub fn compute_sealed(
+        &self,
+        envelope: &Envelope,
+        sealed_payload: &[u8],
+    ) -> Result<Custody, CustodyError> {
+        self.compute_with(envelope, sealed_payload, StoredForm::RenderedCanonicalAscii)
+    }
+
+    fn compute_with(
+        &self,
+        envelope: &Envelope,
+        stored_payload: &[u8],
+        form: StoredForm,
+    ) -> Result<Custody, CustodyError> {
         let payload_hash = if self.hash_payload {
-            let input = self.payload_hash_input(stored_payload)?;
-            Some(self.digest(&input))
+            let hash = match form {
+                StoredForm::RenderedCanonicalAscii if is_its_own_canonical_form(stored_payload) => {
+                    self.check_size("payload", stored_payload)?;
+                    self.digest(stored_payload)
+                }
+                _ => self.digest(&self.payload_hash_input(stored_payload)?),
+            };
+            Some(hash)
         } else {
             None
         };
@@ -212,6 +240,22 @@ impl CustodyPolicy {
         }
         Ok(Some(value.to_ascii_lowercase()))
     }
+}
+
+/// What the host knows about the form of a stored payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredForm {
+    /// Bytes as a producer sent them: normalise as the reference does.
+    AsReceived,
+    /// Rendered by this host with `json::canonical_ascii`.
+    RenderedCanonicalAscii,
+}
+
+/// Whether canonical-ASCII JSON rendered by this host is byte-identical to
+/// its canonical (`ensure_ascii=False`) form: true when it has no backslash,
+/// i.e. no escape sequence that the two forms could write differently.
+fn is_its_own_canonical_form(rendered: &[u8]) -> bool {
+    rendered.is_ascii() && !rendered.contains(&b'\\')
 }
 
 /// The full custody object as a record stores it (`custody` in the file
@@ -1239,6 +1283,31 @@ mod tests {
     }
 
     #[test]
+    fn sealed_payloads_hash_like_any_other() {
+        let config = CustodyConfig {
+            enabled: true,
+            ..CustodyConfig::default()
+        };
+        let policy = CustodyPolicy::new(&config);
+        let envelope = vector_envelope(&vectors()["custody"]);
+        // Canonical ASCII as the encryptor renders it: plain, with an escape
+        // that both forms write alike, and with a non-ASCII escape that the
+        // canonical (`ensure_ascii=False`) form writes as raw UTF-8.
+        for value in [
+            serde_json::json!({"_nats_sinks_encryption": {"key_id": "k1", "version": 1}}),
+            serde_json::json!({"_nats_sinks_encryption": {"key_id": "a\"b", "version": 1}}),
+            serde_json::json!({"_nats_sinks_encryption": {"key_id": "clé", "version": 1}}),
+        ] {
+            let rendered = json::canonical_ascii(&value).into_bytes();
+            assert_eq!(
+                policy.compute_sealed(&envelope, &rendered).unwrap(),
+                policy.compute(&envelope, &rendered).unwrap(),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
     fn record_hash_covers_identity() {
         let vectors = vectors();
         let custody = &vectors["custody"];
@@ -1320,6 +1389,7 @@ mod tests {
             custody.payload_hash.as_deref(),
             record["custody"]["payload_hash"].as_str()
         );
+        assert_eq!(policy.compute_sealed(&envelope, &stored).unwrap(), custody);
         // The metadata document is the reference's, in custody form, except
         // `reply`: the reference stores the JetStream ACK subject there,
         // sinkhost always `null` (sinks never see the ACK subject).

@@ -95,14 +95,20 @@ impl SecurityPipeline {
                 error_type: DLQ_ERROR_TYPE,
             };
         }
-        let received = envelope.clone();
+        // The body as received (a reference-counted handle, cheap to keep):
+        // what a retry or a dead letter carries if a later stage fails.
+        let received_payload = envelope.payload.clone();
+        let mut sealed = false;
         if let Some(encryptor) = &self.encryptor {
             match encryptor.encrypt(&envelope.subject, &envelope.stream, envelope.stream_sequence, &envelope.payload) {
-                Ok(Some(sealed)) => envelope.payload = sealed.into(),
+                Ok(Some(ciphertext_envelope)) => {
+                    envelope.payload = ciphertext_envelope.into();
+                    sealed = true;
+                }
                 Ok(None) => {}
                 Err(err) => {
                     return Screening::Retry {
-                        envelope: received,
+                        envelope,
                         reason: err.to_string(),
                     }
                 }
@@ -112,14 +118,20 @@ impl SecurityPipeline {
             // Hash what the sink stores: the envelope carries no
             // pre-encryption size, so the stored record can only be checked
             // against hashes over the stored (possibly encrypted) payload.
-            match custody.compute(&envelope, &envelope.payload) {
+            let computed = if sealed {
+                custody.compute_sealed(&envelope, &envelope.payload)
+            } else {
+                custody.compute(&envelope, &envelope.payload)
+            };
+            match computed {
                 Ok(record) => envelope.custody = Some(record),
                 Err(err) => {
+                    envelope.payload = received_payload;
                     return Screening::Reject {
                         error_type: err.error_type(),
                         error: err.to_string(),
-                        envelope: received,
-                    }
+                        envelope,
+                    };
                 }
             }
         }
