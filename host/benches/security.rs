@@ -83,4 +83,32 @@ fn main() {
         assert_eq!(passed, MESSAGES, "{name}: every bench message is genuine");
         println!("| {name} | {:.2} | {:.0} |", seconds * 1e6 / MESSAGES as f64, MESSAGES as f64 / seconds);
     }
+    custody_breakdown(&envelopes);
+}
+
+/// Where custody's time goes: the three hash inputs, built separately.
+fn custody_breakdown(envelopes: &[Envelope]) {
+    use sinkhost::security::{canonical, custody, metadata};
+    println!();
+    println!("| custody part | µs per message |");
+    println!("| --- | ---: |");
+    let time = |name: &str, work: &dyn Fn(&Envelope) -> usize| {
+        let started = Instant::now();
+        let mut bytes = 0usize;
+        for envelope in envelopes {
+            bytes += work(envelope);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(bytes > 0, "{name} produced nothing");
+        println!("| {name} | {:.2} |", seconds * 1e6 / envelopes.len() as f64);
+    };
+    time("payload hash input (parse + canonical)", &|e| {
+        custody::payload_hash_input(&e.payload).map(|v| v.len()).unwrap_or(0)
+    });
+    time("metadata document (JSON tree)", &|e| {
+        metadata::metadata_document(e, &e.payload, None).as_object().map_or(0, |m| m.len())
+    });
+    time("metadata document + canonical bytes", &|e| {
+        canonical::to_canonical_bytes(&metadata::metadata_document(e, &e.payload, None)).len()
+    });
 }
