@@ -511,7 +511,7 @@ fn component_reexporting(import: &str, export: &str) -> Vec<u8> {
 }
 
 #[test]
-fn an_import_the_host_does_not_provide_is_refused_naming_the_grant() {
+fn an_import_needing_a_grant_the_config_lacks_is_refused_naming_the_grant() {
     let fx = Fixture::new();
     let path = fx.dir("http.wasm");
     std::fs::write(
@@ -520,10 +520,26 @@ fn an_import_the_host_does_not_provide_is_refused_naming_the_grant() {
     )
     .expect("write");
     let err = load_error(&fx, path);
-    assert!(matches!(err, PluginLoadError::UnsupportedImport { .. }), "{err:?}");
+    assert!(matches!(err, PluginLoadError::MissingGrant { grant: "http", .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("`wasi:http/outgoing-handler@0.2.0`"), "{message}");
-    assert!(message.contains("`http` grant"), "{message}");
+    assert!(message.contains("plugin.grants.http"), "{message}");
+}
+
+#[test]
+fn an_import_the_host_does_not_provide_is_refused_naming_it() {
+    let fx = Fixture::new();
+    let path = fx.dir("server.wasm");
+    std::fs::write(
+        &path,
+        component_reexporting("wasi:http/incoming-handler@0.2.0", "sinkhost:sink/sink@0.1.0"),
+    )
+    .expect("write");
+    let err = load_error(&fx, path);
+    assert!(matches!(err, PluginLoadError::UnsupportedImport { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("`wasi:http/incoming-handler@0.2.0`"), "{message}");
+    assert!(message.contains("not serve them"), "{message}");
 }
 
 #[test]

@@ -109,6 +109,7 @@ async fn load_and_call_timings() {
             guest_path: "/out".into(),
             access: FileAccess::ReadWrite,
         }],
+        ..Grants::default()
     };
     measure(
         "file.wasm (segment, no fsync)",

@@ -5,6 +5,8 @@
 //! built with `cargo build --release -p sinkhost`, plugins built with
 //! `bash plugins/build.sh`.
 
+pub mod http_receiver;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -29,6 +29,13 @@ struct PreparedDir {
     index: usize,
 }
 
+impl Files {
+    /// Whether any directory is granted.
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+}
+
 impl Capability for Files {
     type Grant = FileGrant;
     const NAME: &'static str = "files";

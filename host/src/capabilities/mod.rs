@@ -7,16 +7,18 @@
 //! 2. **apply**: add it to a new instance's WASI context;
 //! 3. **describe**: say what it allows, for logs and `sinkhost inspect`.
 //!
-//! Directories (`files`) exist today; outgoing HTTP and SQL connections are
-//! siblings to come.
+//! Directories (`files`) and outgoing HTTP (`http`) exist today; SQL
+//! connections are a sibling to come.
 
 pub mod files;
+pub mod http;
 
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::config::Grants;
 
 pub use files::Files;
+pub use http::{Http, HttpHooks};
 
 /// A grant that cannot be honoured on this host.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,7 @@ pub trait Capability: Sized {
 #[derive(Debug, Clone, Default)]
 pub struct PreparedGrants {
     files: Files,
+    http: Http,
 }
 
 impl PreparedGrants {
@@ -58,18 +61,37 @@ impl PreparedGrants {
     pub fn prepare(grants: &Grants) -> Result<Self, GrantError> {
         Ok(Self {
             files: Files::prepare(&grants.files)?,
+            http: Http::prepare(&grants.http)?,
         })
     }
 
     /// Adds the grants to a new instance's WASI context. Nothing else is
     /// added: no environment, no arguments, no network.
     pub fn apply(&self, builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
-        self.files.apply(builder)
+        self.files.apply(builder)?;
+        self.http.apply(builder)
+    }
+
+    /// The `wasi:http` hooks of a new instance: requests reach only the
+    /// granted origins (none when nothing is granted).
+    pub fn http_hooks(&self) -> HttpHooks {
+        self.http.hooks()
+    }
+
+    /// Whether the named grant (`files`, `http`) lists anything.
+    pub fn has(&self, grant: &str) -> bool {
+        match grant {
+            Files::NAME => !self.files.is_empty(),
+            Http::NAME => !self.http.is_empty(),
+            _ => false,
+        }
     }
 
     /// One line per grant, for logs.
     pub fn describe(&self) -> Vec<String> {
-        self.files.describe()
+        let mut lines = self.files.describe();
+        lines.extend(self.http.describe());
+        lines
     }
 }
 
@@ -106,8 +128,11 @@ pub fn import_need(name: &str) -> ImportNeed {
     let package = interface.split('/').next().unwrap_or(interface);
     match package {
         "wasi:filesystem" => ImportNeed::Grant(Files::NAME),
-        "wasi:sockets" => ImportNeed::Denied("plain sockets are never granted; use the http grant (coming)"),
-        "wasi:http" => ImportNeed::Unsupported("outgoing HTTP needs an `http` grant, which this sinkhost does not offer yet"),
+        "wasi:sockets" => ImportNeed::Denied("plain sockets are never granted; use the http grant"),
+        "wasi:http" if interface == "wasi:http/outgoing-handler" || interface == "wasi:http/types" => {
+            ImportNeed::Grant(Http::NAME)
+        }
+        "wasi:http" => ImportNeed::Unsupported("sinks may send HTTP requests, not serve them"),
         "wasi:clocks" | "wasi:random" | "wasi:io" | "wasi:cli" => ImportNeed::Provided,
         "sinkhost:sink" if interface == "sinkhost:sink/log" || interface == "sinkhost:sink/types" => {
             ImportNeed::Provided
@@ -126,7 +151,9 @@ mod tests {
         assert_eq!(import_need("wasi:cli/environment@0.2.9"), ImportNeed::Provided);
         assert_eq!(import_need("sinkhost:sink/log@0.1.0"), ImportNeed::Provided);
         assert!(matches!(import_need("wasi:sockets/tcp@0.2.0"), ImportNeed::Denied(_)));
-        assert!(matches!(import_need("wasi:http/outgoing-handler@0.2.0"), ImportNeed::Unsupported(_)));
+        assert_eq!(import_need("wasi:http/outgoing-handler@0.2.0"), ImportNeed::Grant("http"));
+        assert_eq!(import_need("wasi:http/types@0.2.6"), ImportNeed::Grant("http"));
+        assert!(matches!(import_need("wasi:http/incoming-handler@0.2.0"), ImportNeed::Unsupported(_)));
         assert!(matches!(import_need("acme:evil/thing"), ImportNeed::Unsupported(_)));
     }
 }

@@ -45,7 +45,7 @@ pub use message_metadata::{
     MetadataRuleConfig, SecurityLabelRuleConfig, SecurityLabelsConfig,
 };
 pub use nats::NatsConfig;
-pub use plugin::{FileAccess, FileGrant, Grants, PluginConfig, PluginLimits};
+pub use plugin::{FileAccess, FileGrant, Grants, HttpAuth, HttpGrant, PluginConfig, PluginLimits};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -38,6 +38,102 @@ pub struct Grants {
     /// Host directories preopened for the plugin.
     #[serde(default)]
     pub files: Vec<FileGrant>,
+    /// Origins the plugin may send HTTP requests to (through `wasi:http`).
+    #[serde(default)]
+    pub http: Vec<HttpGrant>,
+}
+
+/// Default per-request deadline of an HTTP grant.
+const DEFAULT_HTTP_TIMEOUT_MS: u64 = 30_000;
+/// Default request and response body limit of an HTTP grant: large enough
+/// for a batch of ordinary events, small enough that one plugin cannot make
+/// the host buffer gigabytes.
+const DEFAULT_HTTP_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Default number of requests to one origin in flight at once.
+const DEFAULT_HTTP_CONCURRENCY: u32 = 16;
+/// Upper bound of a body limit: the host buffers request bodies (to sign
+/// them), so a limit above this is a typo, not a plan.
+const MAX_HTTP_BODY_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// One origin the plugin may reach, and how the host authenticates the
+/// plugin's requests to it. Secrets are named by environment variable and
+/// read by the host; the plugin never sees them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    /// `scheme://host[:port]`, e.g. `https://api.example.com` or
+    /// `http://127.0.0.1:8333`. Scheme, host and port must match exactly
+    /// (default port 80 or 443); a host written `*.example.com` matches any
+    /// name under `example.com`.
+    pub origin: String,
+    /// Credentials the host adds to every request to this origin.
+    #[serde(default)]
+    pub auth: Option<HttpAuth>,
+    /// Deadline of one request, from the hook to the last byte of the
+    /// response body, in milliseconds.
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Largest request body the plugin may send.
+    #[serde(default = "default_http_body_bytes")]
+    pub max_request_body_bytes: u64,
+    /// Largest response body the plugin may receive.
+    #[serde(default = "default_http_body_bytes")]
+    pub max_response_body_bytes: u64,
+    /// Requests to this origin in flight at once; more wait for a slot.
+    #[serde(default = "default_http_concurrency")]
+    pub max_concurrent_requests: u32,
+    /// Addresses the origin's name may resolve to even though they are
+    /// loopback, link-local or cloud-metadata addresses (refused otherwise).
+    #[serde(default)]
+    pub allowed_addresses: Vec<std::net::IpAddr>,
+}
+
+fn default_http_timeout_ms() -> u64 {
+    DEFAULT_HTTP_TIMEOUT_MS
+}
+fn default_http_body_bytes() -> u64 {
+    DEFAULT_HTTP_BODY_BYTES
+}
+fn default_http_concurrency() -> u32 {
+    DEFAULT_HTTP_CONCURRENCY
+}
+
+/// How the host authenticates requests to a granted origin. Every field
+/// ending in `_env` names an environment variable of the host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum HttpAuth {
+    /// `Authorization: Bearer <token>`.
+    BearerEnv(String),
+    /// `Authorization: Basic base64(user:password)`.
+    Basic {
+        /// Variable holding the user name.
+        user_env: String,
+        /// Variable holding the password.
+        password_env: String,
+    },
+    /// One header with a secret value, e.g. `X-Api-Key`.
+    Header {
+        /// Header name.
+        name: String,
+        /// Variable holding the value.
+        value_env: String,
+    },
+    /// AWS Signature Version 4 over the request and its body (S3 and other
+    /// AWS-compatible services).
+    AwsSigv4 {
+        /// Signing region, e.g. `us-east-1`.
+        region: String,
+        /// Signing service name, e.g. `s3`.
+        service: String,
+        /// Variable holding the access key id.
+        access_key_id_env: String,
+        /// Variable holding the secret access key.
+        secret_access_key_env: String,
+        /// Variable holding a session token (temporary credentials).
+        #[serde(default)]
+        session_token_env: Option<String>,
+    },
 }
 
 /// One host directory made visible to the plugin.
@@ -132,6 +228,9 @@ impl PluginConfig {
                 ));
             }
         }
+        for (index, grant) in self.grants.http.iter().enumerate() {
+            grant.validate(&format!("plugin.grants.http[{index}]"))?;
+        }
         let limits = &self.limits;
         if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&limits.memory_mb) {
             return Err(Invalid::new(
@@ -147,6 +246,36 @@ impl PluginConfig {
                 "plugin.limits.failure_backoff_max_ms",
                 "must be at least failure_backoff_ms",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl HttpGrant {
+    fn validate(&self, location: &str) -> Result<(), Invalid> {
+        crate::capabilities::http::Origin::parse(&self.origin)
+            .map_err(|message| Invalid::new(format!("{location}.origin"), message))?;
+        if self.timeout_ms == 0 {
+            return Err(Invalid::new(format!("{location}.timeout_ms"), "must be at least 1"));
+        }
+        for (field, value) in [
+            ("max_request_body_bytes", self.max_request_body_bytes),
+            ("max_response_body_bytes", self.max_response_body_bytes),
+        ] {
+            if !(1..=MAX_HTTP_BODY_BYTES).contains(&value) {
+                return Err(Invalid::new(
+                    format!("{location}.{field}"),
+                    format!("must be between 1 and {MAX_HTTP_BODY_BYTES}"),
+                ));
+            }
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(Invalid::new(format!("{location}.max_concurrent_requests"), "must be at least 1"));
+        }
+        if let Some(HttpAuth::Header { name, .. }) = &self.auth {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(Invalid::new(format!("{location}.auth.header.name"), "is not a valid HTTP header name"));
+            }
         }
         Ok(())
     }

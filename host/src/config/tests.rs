@@ -74,6 +74,40 @@ fn semantic_errors_name_the_field() {
 }
 
 #[test]
+fn http_grant_errors_name_the_field() {
+    let grant = |json: &str| {
+        MINIMAL.replace(
+            r#""grants": {"#,
+            &format!(r#""grants": {{"http": [{json}], "#),
+        )
+    };
+    assert_eq!(location_of(&grant(r#"{"origin": "https://a.example/path"}"#)), "plugin.grants.http[0].origin");
+    assert_eq!(location_of(&grant(r#"{"origin": "ftp://a.example"}"#)), "plugin.grants.http[0].origin");
+    assert_eq!(
+        location_of(&grant(r#"{"origin": "https://a.example", "timeout_ms": 0}"#)),
+        "plugin.grants.http[0].timeout_ms"
+    );
+    assert_eq!(
+        location_of(&grant(r#"{"origin": "https://a.example", "max_concurrent_requests": 0}"#)),
+        "plugin.grants.http[0].max_concurrent_requests"
+    );
+    assert_eq!(
+        location_of(&grant(r#"{"origin": "https://a.example", "max_response_body_bytes": 0}"#)),
+        "plugin.grants.http[0].max_response_body_bytes"
+    );
+    assert_eq!(
+        location_of(&grant(r#"{"origin": "https://a.example", "auth": {"header": {"name": "bad name", "value_env": "V"}}}"#)),
+        "plugin.grants.http[0].auth.header.name"
+    );
+    // A valid grant with every kind of credential parses.
+    let ok = grant(
+        r#"{"origin": "https://*.example.com", "auth": {"aws_sigv4": {"region": "us-east-1", "service": "s3",
+            "access_key_id_env": "A", "secret_access_key_env": "B"}}, "allowed_addresses": ["127.0.0.1"]}"#,
+    );
+    parse(&ok).expect("valid http grant");
+}
+
+#[test]
 fn malformed_json_is_a_parse_error() {
     let err = parse("{ \"nats\": ").expect_err("truncated");
     assert!(matches!(err, ParseOrInvalid::Parse { .. }));

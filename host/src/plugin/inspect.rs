@@ -88,7 +88,8 @@ pub fn inspect_with_cache(path: &Path, cache_dir: Option<&Path>) -> Result<Inspe
 /// match the WIT of its version.
 fn runnable(path: &Path, engine: &wasmtime::Engine, component: &wasmtime::component::Component) -> Result<(), PluginLoadError> {
     let version = super::sink_version(path, engine, component)?;
-    super::check_imports(path, engine, component)?;
+    // Which grants it needs is reported, not checked: there is no config here.
+    super::check_imports(path, engine, component, None)?;
     super::prepare(engine, component, &version).map_err(|err| super::link_error(path, &err))?;
     Ok(())
 }

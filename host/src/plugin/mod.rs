@@ -28,7 +28,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::capabilities::{import_need, GrantError, ImportNeed, PreparedGrants};
+use crate::capabilities::{import_need, Capability as _, GrantError, Http, ImportNeed, PreparedGrants};
 use crate::config::{PluginConfig, PluginLimits};
 use crate::envelope::Envelope;
 
@@ -185,6 +185,17 @@ pub enum PluginLoadError {
         /// Why it cannot be provided (and which grant it would need).
         need: ImportNeed,
     },
+    /// It imports an interface that only works with a grant the operator
+    /// did not give.
+    #[error("{path} imports `{import}`, which needs `plugin.grants.{grant}`; the config grants none (see docs/capabilities.md)")]
+    MissingGrant {
+        /// The file.
+        path: PathBuf,
+        /// The import.
+        import: String,
+        /// The grant it needs.
+        grant: &'static str,
+    },
     /// A grant cannot be honoured on this host.
     #[error("{0}")]
     Grant(#[from] GrantError),
@@ -277,7 +288,7 @@ impl PluginHost {
         let cache_dir = config.cache_dir.clone().or_else(cache::default_dir);
         let (component, cache) = compile(&path, &engine, &bytes, &digest, cache_dir.as_deref())?;
         let version = sink_version(&path, &engine, &component)?;
-        check_imports(&path, &engine, &component)?;
+        check_imports(&path, &engine, &component, Some(&grants))?;
         let prepared = prepare(&engine, &component, &version).map_err(|err| link_error(&path, &err))?;
         let description = PluginDescription {
             path: path.clone(),
@@ -395,7 +406,8 @@ impl PluginHost {
             .apply(&mut wasi)
             .map_err(|err| PluginFault::Init { message: err.to_string() })?;
         let memory_bytes = usize::try_from(inner.limits.memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
-        let mut store = Store::new(&inner.engine, StoreState::new(wasi.build(), memory_bytes, log));
+        let state = StoreState::with_http(wasi.build(), inner.grants.http_hooks(), memory_bytes, log);
+        let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut context| Ok(context.data_mut().deadline.on_tick()));
         Ok(store)
@@ -585,15 +597,33 @@ fn semver_compatible(a: &str, b: &str) -> bool {
 
 /// Refuses a component that imports an interface the host does not provide,
 /// naming the import and the grant it would need.
-fn check_imports(path: &Path, engine: &Engine, component: &Component) -> Result<(), PluginLoadError> {
+/// With the operator's `grants`, a component that sends HTTP requests also
+/// needs an `http` grant: without one it could only fail at run time, so it
+/// is refused at load time.
+fn check_imports(
+    path: &Path,
+    engine: &Engine,
+    component: &Component,
+    grants: Option<&PreparedGrants>,
+) -> Result<(), PluginLoadError> {
     for (name, _) in component.component_type().imports(engine) {
         let need = import_need(name);
-        if let ImportNeed::Unsupported(_) = need {
-            return Err(PluginLoadError::UnsupportedImport {
-                path: path.to_path_buf(),
-                import: name.to_string(),
-                need,
-            });
+        match need {
+            ImportNeed::Unsupported(_) => {
+                return Err(PluginLoadError::UnsupportedImport {
+                    path: path.to_path_buf(),
+                    import: name.to_string(),
+                    need,
+                })
+            }
+            ImportNeed::Grant(grant) if grant == Http::NAME && grants.is_some_and(|g| !g.has(grant)) => {
+                return Err(PluginLoadError::MissingGrant {
+                    path: path.to_path_buf(),
+                    import: name.to_string(),
+                    grant,
+                })
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -603,6 +633,9 @@ fn check_imports(path: &Path, engine: &Engine, component: &Component) -> Result<
 fn prepare(engine: &Engine, component: &Component, version: &str) -> wasmtime::Result<Prepared> {
     let mut linker: Linker<StoreState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    // Always linked: with no `http` grant every request is refused by the
+    // hooks, and `check_imports` already refused a plugin that needs one.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     match supported_version(version) {
         Some(v0_1::VERSION) => {
             v0_1::add_to_linker(&mut linker)?;
@@ -695,7 +728,7 @@ mod tests {
     }
 
     fn state() -> StoreState {
-        StoreState::new(WasiCtxBuilder::new().build(), 1 << 20, PluginLog::new("t".into()))
+        StoreState::with_http(WasiCtxBuilder::new().build(), crate::capabilities::HttpHooks::default(), 1 << 20, PluginLog::new("t".into()))
     }
 
     fn limits() -> PluginLimits {

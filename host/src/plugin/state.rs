@@ -12,6 +12,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capabilities::HttpHooks;
 
 /// Longest log line kept from a plugin; the rest is cut, so one huge line
 /// cannot flood the host log.
@@ -38,6 +41,9 @@ const MIB: usize = 1024 * 1024;
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    /// Where the plugin's `wasi:http` requests go: only to granted origins.
+    http_hooks: HttpHooks,
     /// Memory accounting; tells a memory-limit trap from other traps.
     pub limiter: MemoryLimiter,
     /// The current call's deadline.
@@ -47,11 +53,13 @@ pub struct StoreState {
 }
 
 impl StoreState {
-    /// A store state with the given WASI context and limits.
-    pub fn new(wasi: WasiCtx, memory_limit_bytes: usize, log: PluginLog) -> Self {
+    /// A store state whose `wasi:http` requests go through `http_hooks`.
+    pub fn with_http(wasi: WasiCtx, http_hooks: HttpHooks, memory_limit_bytes: usize, log: PluginLog) -> Self {
         Self {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_hooks,
             limiter: MemoryLimiter::new(memory_limit_bytes),
             deadline: Deadline::default(),
             log,
@@ -71,6 +79,16 @@ impl WasiView for StoreState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }
