@@ -1,0 +1,297 @@
+//! Building requests from envelopes: the JSON record, the headers, gzip.
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use sinkhost_sdk_http::Request;
+
+use crate::config::{Body, HttpSinkConfig, Mode};
+use crate::Envelope;
+
+/// Schema name of the JSON record this sink sends.
+pub const RECORD_SCHEMA: &str = "sinkhost.http.message.v1";
+
+/// The requests for a batch: one per message, or one for the whole batch.
+pub fn requests(config: &HttpSinkConfig, batch: &[Envelope]) -> Result<Vec<Request>, String> {
+    match config.mode {
+        Mode::PerMessage => batch.iter().map(|envelope| per_message(config, envelope)).collect(),
+        Mode::JsonLines | Mode::JsonArray => Ok(vec![per_batch(config, batch)?]),
+    }
+}
+
+fn per_message(config: &HttpSinkConfig, envelope: &Envelope) -> Result<Request, String> {
+    let body = match config.body {
+        Body::Payload => envelope.payload.clone(),
+        Body::Record => serde_json::to_vec(&record(envelope)).map_err(|err| err.to_string())?,
+    };
+    let mut headers = common_headers(config);
+    headers.push(("Idempotency-Key".into(), idempotency_key(envelope).into_bytes()));
+    if config.metadata_headers {
+        headers.extend(metadata_headers(envelope));
+    }
+    finish(config, headers, body)
+}
+
+fn per_batch(config: &HttpSinkConfig, batch: &[Envelope]) -> Result<Request, String> {
+    let records: Vec<Value> = batch.iter().map(record).collect();
+    let body = match config.mode {
+        Mode::JsonArray => serde_json::to_vec(&records).map_err(|err| err.to_string())?,
+        _ => {
+            let mut lines = Vec::new();
+            for record in &records {
+                serde_json::to_writer(&mut lines, record).map_err(|err| err.to_string())?;
+                lines.push(b'\n');
+            }
+            lines
+        }
+    };
+    let mut headers = common_headers(config);
+    if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+        headers.push((
+            "Idempotency-Key".into(),
+            format!("{}-{}-{}", first.stream, first.stream_sequence, last.stream_sequence).into_bytes(),
+        ));
+        if config.metadata_headers {
+            headers.push(("X-Sinkhost-Stream".into(), header_value(&first.stream)));
+            headers.push(("X-Sinkhost-First-Sequence".into(), first.stream_sequence.to_string().into_bytes()));
+            headers.push(("X-Sinkhost-Last-Sequence".into(), last.stream_sequence.to_string().into_bytes()));
+            headers.push(("X-Sinkhost-Count".into(), batch.len().to_string().into_bytes()));
+        }
+    }
+    finish(config, headers, body)
+}
+
+/// `<stream>-<stream sequence>`: the same on every redelivery.
+pub fn idempotency_key(envelope: &Envelope) -> String {
+    format!("{}-{}", envelope.stream, envelope.stream_sequence)
+}
+
+fn common_headers(config: &HttpSinkConfig) -> Vec<(String, Vec<u8>)> {
+    let mut headers: Vec<(String, Vec<u8>)> = config
+        .headers
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone().into_bytes()))
+        .collect();
+    headers.push(("Content-Type".into(), config.content_type().as_bytes().to_vec()));
+    if config.gzip {
+        headers.push(("Content-Encoding".into(), b"gzip".to_vec()));
+    }
+    headers
+}
+
+fn finish(config: &HttpSinkConfig, headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Result<Request, String> {
+    let body = if config.gzip { gzip(&body)? } else { body };
+    Ok(Request {
+        method: config.method.clone(),
+        url: config.url.clone(),
+        headers,
+        body,
+    })
+}
+
+/// The message's identity and metadata as `X-Sinkhost-*` headers.
+pub fn metadata_headers(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
+    let mut headers = vec![
+        ("X-Sinkhost-Subject".to_string(), header_value(&envelope.subject)),
+        ("X-Sinkhost-Stream".to_string(), header_value(&envelope.stream)),
+        ("X-Sinkhost-Sequence".to_string(), envelope.stream_sequence.to_string().into_bytes()),
+        ("X-Sinkhost-Delivery-Count".to_string(), envelope.delivery_count.to_string().into_bytes()),
+        ("X-Sinkhost-Timestamp-Ns".to_string(), envelope.timestamp_ns.to_string().into_bytes()),
+    ];
+    let optional = [
+        ("X-Sinkhost-Message-Id", envelope.message_id.as_deref()),
+        ("X-Sinkhost-Priority", envelope.metadata.priority.as_deref()),
+        ("X-Sinkhost-Classification", envelope.metadata.classification.as_deref()),
+        ("X-Sinkhost-Payload-Hash", envelope.custody.as_ref().and_then(|c| c.payload_hash.as_deref())),
+        ("X-Sinkhost-Record-Hash", envelope.custody.as_ref().map(|c| c.record_hash.as_str())),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            headers.push((name.to_string(), header_value(value)));
+        }
+    }
+    if !envelope.metadata.labels.is_empty() {
+        headers.push(("X-Sinkhost-Labels".to_string(), header_value(&envelope.metadata.labels.join(";"))));
+    }
+    headers
+}
+
+/// A header value: visible ASCII and spaces kept, anything else
+/// percent-encoded, so any subject or label can be sent.
+pub fn header_value(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(byte);
+        } else {
+            out.extend_from_slice(format!("%{byte:02X}").as_bytes());
+        }
+    }
+    out
+}
+
+/// The JSON record of one message.
+pub fn record(envelope: &Envelope) -> Value {
+    let (payload, encoding) = payload_value(&envelope.payload);
+    let headers: Vec<Value> = envelope.headers.iter().map(|(k, v)| json!([k, v])).collect();
+    let metadata = &envelope.metadata;
+    let mut record = Map::new();
+    record.insert("schema".into(), json!(RECORD_SCHEMA));
+    record.insert("subject".into(), json!(envelope.subject));
+    record.insert("stream".into(), json!(envelope.stream));
+    record.insert("stream_sequence".into(), json!(envelope.stream_sequence));
+    record.insert("consumer_sequence".into(), json!(envelope.consumer_sequence));
+    record.insert("delivery_count".into(), json!(envelope.delivery_count));
+    record.insert("timestamp_ns".into(), json!(envelope.timestamp_ns));
+    record.insert("received_at_ns".into(), json!(envelope.received_at_ns));
+    record.insert("message_id".into(), json!(envelope.message_id));
+    record.insert("headers".into(), Value::Array(headers));
+    record.insert("payload_encoding".into(), json!(encoding));
+    record.insert("payload".into(), payload);
+    record.insert(
+        "metadata".into(),
+        json!({
+            "priority": metadata.priority,
+            "classification": metadata.classification,
+            "labels": metadata.labels,
+            "security_labels": metadata.security_labels.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
+            "mission_metadata": metadata.mission_metadata.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
+        }),
+    );
+    if let Some(custody) = &envelope.custody {
+        record.insert(
+            "custody".into(),
+            json!({
+                "algorithm": custody.algorithm,
+                "key_id": custody.key_id,
+                "payload_hash": custody.payload_hash,
+                "metadata_hash": custody.metadata_hash,
+                "record_hash": custody.record_hash,
+                "previous_record_hash": custody.previous_record_hash,
+            }),
+        );
+    }
+    Value::Object(record)
+}
+
+/// JSON payloads embedded as JSON, other UTF-8 as a string, anything else
+/// as base64.
+fn payload_value(payload: &[u8]) -> (Value, &'static str) {
+    if let Ok(value) = serde_json::from_slice::<Value>(payload) {
+        return (value, "json");
+    }
+    match std::str::from_utf8(payload) {
+        Ok(text) => (Value::String(text.to_string()), "text"),
+        Err(_) => (
+            Value::String(base64::engine::general_purpose::STANDARD.encode(payload)),
+            "base64",
+        ),
+    }
+}
+
+fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).map_err(|err| format!("gzip: {err}"))?;
+    encoder.finish().map_err(|err| format!("gzip: {err}"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::bindings::sinkhost::sink::types::MessageMetadata;
+
+    pub(crate) fn envelope(sequence: u64, payload: &[u8]) -> Envelope {
+        Envelope {
+            subject: "orders.created".into(),
+            headers: vec![("Nats-Msg-Id".into(), format!("m{sequence}"))],
+            payload: payload.to_vec(),
+            stream: "ORDERS".into(),
+            consumer: "sinkhost".into(),
+            stream_sequence: sequence,
+            consumer_sequence: sequence,
+            delivery_count: 1,
+            pending: 0,
+            timestamp_ns: 1_700_000_000_000_000_000,
+            received_at_ns: 1_700_000_000_100_000_000,
+            message_id: Some(format!("m{sequence}")),
+            metadata: MessageMetadata {
+                priority: Some("high".into()),
+                classification: None,
+                labels: vec!["a".into(), "b".into()],
+                security_labels: None,
+                mission_metadata: None,
+            },
+            custody: None,
+        }
+    }
+
+    fn config(json: &str) -> HttpSinkConfig {
+        HttpSinkConfig::parse(json).unwrap()
+    }
+
+    fn header<'a>(request: &'a Request, name: &str) -> Option<&'a [u8]> {
+        request.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn per_message_requests_carry_the_payload_key_and_metadata() {
+        let c = config(r#"{"url": "http://127.0.0.1:9/in", "headers": {"X-Tenant": "t1"}}"#);
+        let batch = [envelope(7, b"{\"a\":1}"), envelope(8, b"raw")];
+        let requests = requests(&c, &batch).unwrap();
+        assert_eq!(requests.len(), 2);
+        let first = &requests[0];
+        assert_eq!(first.method, "POST");
+        assert_eq!(first.body, b"{\"a\":1}");
+        assert_eq!(header(first, "idempotency-key"), Some(&b"ORDERS-7"[..]));
+        assert_eq!(header(first, "x-sinkhost-subject"), Some(&b"orders.created"[..]));
+        assert_eq!(header(first, "x-sinkhost-labels"), Some(&b"a;b"[..]));
+        assert_eq!(header(first, "x-sinkhost-priority"), Some(&b"high"[..]));
+        assert_eq!(header(first, "x-tenant"), Some(&b"t1"[..]));
+        assert_eq!(header(&requests[1], "idempotency-key"), Some(&b"ORDERS-8"[..]));
+    }
+
+    #[test]
+    fn batch_modes_send_one_request_of_records() {
+        let c = config(r#"{"url": "http://h/in", "mode": "json_lines"}"#);
+        let batch = [envelope(1, b"{\"a\":1}"), envelope(2, b"text"), envelope(3, &[0xff, 0x00])];
+        let requests = requests(&c, &batch).unwrap();
+        assert_eq!(requests.len(), 1);
+        let lines: Vec<Value> = requests[0]
+            .body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["payload"], json!({"a": 1}));
+        assert_eq!(lines[1]["payload_encoding"], "text");
+        assert_eq!(lines[2]["payload"], "/wA=");
+        assert_eq!(header(&requests[0], "idempotency-key"), Some(&b"ORDERS-1-3"[..]));
+        assert_eq!(header(&requests[0], "content-type"), Some(&b"application/x-ndjson"[..]));
+        let c = config(r#"{"url": "http://h/in", "mode": "json_array"}"#);
+        let array: Vec<Value> = serde_json::from_slice(&requests_of(&c, &batch)[0].body).unwrap();
+        assert_eq!(array.len(), 3);
+        assert_eq!(array[0]["schema"], RECORD_SCHEMA);
+    }
+
+    fn requests_of(c: &HttpSinkConfig, batch: &[Envelope]) -> Vec<Request> {
+        requests(c, batch).unwrap()
+    }
+
+    #[test]
+    fn gzip_bodies_decompress_to_the_original() {
+        use std::io::Read as _;
+        let c = config(r#"{"url": "http://h/in", "gzip": true}"#);
+        let request = &requests_of(&c, &[envelope(1, b"hello hello hello")])[0];
+        assert_eq!(header(request, "content-encoding"), Some(&b"gzip"[..]));
+        let mut plain = String::new();
+        flate2::read::GzDecoder::new(request.body.as_slice()).read_to_string(&mut plain).unwrap();
+        assert_eq!(plain, "hello hello hello");
+    }
+
+    #[test]
+    fn header_values_are_always_sendable() {
+        assert_eq!(header_value("orders.é\n%"), b"orders.%C3%A9%0A%25");
+    }
+}
