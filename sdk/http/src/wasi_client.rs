@@ -8,8 +8,10 @@ use wasi::io::streams::StreamError;
 
 use crate::{split_url, Failure, Outcome, Request, Response};
 
-/// Largest chunk written to or read from a body stream at once.
-const CHUNK: usize = 64 * 1024;
+/// Largest chunk `blocking-write-and-flush` accepts in one call (WASI 0.2).
+const WRITE_CHUNK: usize = 4096;
+/// Largest chunk read from a response body at once.
+const READ_CHUNK: u64 = 64 * 1024;
 
 /// Sends every request, at most `window` in flight at once, and returns one
 /// outcome per request, in order. Each response body is read completely.
@@ -62,15 +64,18 @@ fn start(request: &Request) -> Result<FutureIncomingResponse, Failure> {
     outgoing.set_authority(Some(authority)).map_err(|()| invalid("authority"))?;
     outgoing.set_path_with_query(Some(path)).map_err(|()| invalid("path"))?;
     let body = outgoing.body().map_err(|()| invalid("body"))?;
+    // Hand the request over first: the host buffers only a little of a body
+    // that nobody reads yet, so writing a large body before `handle` would
+    // block for ever.
+    let pending = handle(outgoing, None).map_err(failure)?;
     {
         let stream = body.write().map_err(|()| invalid("body stream"))?;
-        for chunk in request.body.chunks(CHUNK) {
+        for chunk in request.body.chunks(WRITE_CHUNK) {
             stream
                 .blocking_write_and_flush(chunk)
                 .map_err(|err| Failure::Transport(stream_error(err)))?;
         }
     }
-    let pending = handle(outgoing, None).map_err(failure)?;
     OutgoingBody::finish(body, None).map_err(failure)?;
     Ok(pending)
 }
@@ -98,7 +103,7 @@ fn wait(pending: FutureIncomingResponse) -> Outcome {
             .stream()
             .map_err(|()| Failure::Transport("response body stream taken".into()))?;
         loop {
-            match stream.blocking_read(CHUNK as u64) {
+            match stream.blocking_read(READ_CHUNK) {
                 Ok(chunk) => body.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => break,
                 Err(err) => return Err(Failure::Transport(stream_error(err))),
