@@ -2,8 +2,8 @@
 
 use std::io::Write as _;
 
-use serde_json::{json, Value};
-use sinkhost_sdk_http::record::{header_value, MessageView};
+use serde_json::Value;
+use sinkhost_sdk_http::record::header_value;
 use sinkhost_sdk_http::Request;
 
 use crate::config::{Body, HttpSinkConfig, Mode};
@@ -118,39 +118,7 @@ pub fn metadata_headers(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
 
 /// The shared record of one message (`sinkhost.message.v1`).
 pub fn record(envelope: &Envelope) -> Value {
-    sinkhost_sdk_http::record::record(&view(envelope))
-}
-
-/// The common view of the generated envelope type.
-pub fn view(envelope: &Envelope) -> MessageView<'_> {
-    let metadata = &envelope.metadata;
-    MessageView {
-        subject: &envelope.subject,
-        headers: &envelope.headers,
-        payload: &envelope.payload,
-        stream: &envelope.stream,
-        stream_sequence: envelope.stream_sequence,
-        consumer_sequence: envelope.consumer_sequence,
-        delivery_count: envelope.delivery_count,
-        timestamp_ns: envelope.timestamp_ns,
-        received_at_ns: envelope.received_at_ns,
-        message_id: envelope.message_id.as_deref(),
-        priority: metadata.priority.as_deref(),
-        classification: metadata.classification.as_deref(),
-        labels: &metadata.labels,
-        security_labels: metadata.security_labels.as_deref(),
-        mission_metadata: metadata.mission_metadata.as_deref(),
-        custody: envelope.custody.as_ref().map(|custody| {
-            json!({
-                "algorithm": custody.algorithm,
-                "key_id": custody.key_id,
-                "payload_hash": custody.payload_hash,
-                "metadata_hash": custody.metadata_hash,
-                "record_hash": custody.record_hash,
-                "previous_record_hash": custody.previous_record_hash,
-            })
-        }),
-    }
+    sinkhost_sdk_http::record::envelope_record(envelope)
 }
 
 fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
@@ -162,7 +130,8 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::bindings::sinkhost::sink::types::MessageMetadata;
+    use serde_json::json;
+    use sinkhost_sdk_http::wit::sinkhost::sink::types::MessageMetadata;
 
     pub(crate) fn envelope(sequence: u64, payload: &[u8]) -> Envelope {
         Envelope {

@@ -20,10 +20,13 @@ pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         world: "plugin",
+        // The shared types of the SDK, so its record helpers take our
+        // envelopes.
+        with: { "sinkhost:sink/types@0.1.0": sinkhost_sdk_http::wit::sinkhost::sink::types },
     });
 }
 
-pub use bindings::sinkhost::sink::types::{BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
+pub use sinkhost_sdk_http::wit::sinkhost::sink::types::{BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
 
 /// Logs through the host (`sinkhost:sink/log`); a no-op off wasm32.
 pub fn log(level: bindings::sinkhost::sink::log::Level, message: &str) {

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use serde_json::{json, Value};
-use sinkhost_sdk_http::record::{header_value, MessageView};
+use sinkhost_sdk_http::record::header_value;
 use sinkhost_sdk_http::{encode_segment, split_url, Request};
 
 use crate::config::{Addressing, Body, Metadata, Mode, S3SinkConfig};
@@ -164,34 +164,7 @@ pub fn metadata_headers(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
 
 /// The shared record of one message (`sinkhost.message.v1`).
 pub fn record(envelope: &Envelope) -> Value {
-    let metadata = &envelope.metadata;
-    sinkhost_sdk_http::record::record(&MessageView {
-        subject: &envelope.subject,
-        headers: &envelope.headers,
-        payload: &envelope.payload,
-        stream: &envelope.stream,
-        stream_sequence: envelope.stream_sequence,
-        consumer_sequence: envelope.consumer_sequence,
-        delivery_count: envelope.delivery_count,
-        timestamp_ns: envelope.timestamp_ns,
-        received_at_ns: envelope.received_at_ns,
-        message_id: envelope.message_id.as_deref(),
-        priority: metadata.priority.as_deref(),
-        classification: metadata.classification.as_deref(),
-        labels: &metadata.labels,
-        security_labels: metadata.security_labels.as_deref(),
-        mission_metadata: metadata.mission_metadata.as_deref(),
-        custody: envelope.custody.as_ref().map(|c| {
-            json!({
-                "algorithm": c.algorithm,
-                "key_id": c.key_id,
-                "payload_hash": c.payload_hash,
-                "metadata_hash": c.metadata_hash,
-                "record_hash": c.record_hash,
-                "previous_record_hash": c.previous_record_hash,
-            })
-        }),
-    })
+    sinkhost_sdk_http::record::envelope_record(envelope)
 }
 
 fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
@@ -203,7 +176,7 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::bindings::sinkhost::sink::types::MessageMetadata;
+    use sinkhost_sdk_http::wit::sinkhost::sink::types::MessageMetadata;
 
     pub(crate) fn envelope(sequence: u64, payload: &[u8]) -> Envelope {
         Envelope {

@@ -23,6 +23,17 @@ use std::fmt;
 
 pub mod record;
 
+/// The WIT types of `sinkhost:sink/types@0.1.0`, generated once: plugins
+/// built on this crate map their bindings onto them
+/// (`with: { "sinkhost:sink/types@0.1.0": sinkhost_sdk_http::wit::sinkhost::sink::types }`),
+/// so [`record::view`] accepts their envelopes.
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "sink-types",
+    });
+}
+
 /// One request to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

@@ -45,6 +45,43 @@ pub struct MessageView<'a> {
     pub custody: Option<Value>,
 }
 
+/// The common view of a WIT envelope.
+pub fn view(envelope: &crate::wit::sinkhost::sink::types::Envelope) -> MessageView<'_> {
+    let metadata = &envelope.metadata;
+    MessageView {
+        subject: &envelope.subject,
+        headers: &envelope.headers,
+        payload: &envelope.payload,
+        stream: &envelope.stream,
+        stream_sequence: envelope.stream_sequence,
+        consumer_sequence: envelope.consumer_sequence,
+        delivery_count: envelope.delivery_count,
+        timestamp_ns: envelope.timestamp_ns,
+        received_at_ns: envelope.received_at_ns,
+        message_id: envelope.message_id.as_deref(),
+        priority: metadata.priority.as_deref(),
+        classification: metadata.classification.as_deref(),
+        labels: &metadata.labels,
+        security_labels: metadata.security_labels.as_deref(),
+        mission_metadata: metadata.mission_metadata.as_deref(),
+        custody: envelope.custody.as_ref().map(|custody| {
+            json!({
+                "algorithm": custody.algorithm,
+                "key_id": custody.key_id,
+                "payload_hash": custody.payload_hash,
+                "metadata_hash": custody.metadata_hash,
+                "record_hash": custody.record_hash,
+                "previous_record_hash": custody.previous_record_hash,
+            })
+        }),
+    }
+}
+
+/// The record of a WIT envelope.
+pub fn envelope_record(envelope: &crate::wit::sinkhost::sink::types::Envelope) -> Value {
+    record(&view(envelope))
+}
+
 /// The record: identity, headers, payload (embedded JSON when it is JSON,
 /// else text or base64, named by `payload_encoding`), metadata, custody.
 pub fn record(message: &MessageView<'_>) -> Value {
