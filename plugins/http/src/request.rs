@@ -131,31 +131,9 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;
-    use sinkhost_sdk_http::wit::sinkhost::sink::types::MessageMetadata;
 
     pub(crate) fn envelope(sequence: u64, payload: &[u8]) -> Envelope {
-        Envelope {
-            subject: "orders.created".into(),
-            headers: vec![("Nats-Msg-Id".into(), format!("m{sequence}"))],
-            payload: payload.to_vec(),
-            stream: "ORDERS".into(),
-            consumer: "sinkhost".into(),
-            stream_sequence: sequence,
-            consumer_sequence: sequence,
-            delivery_count: 1,
-            pending: 0,
-            timestamp_ns: 1_700_000_000_000_000_000,
-            received_at_ns: 1_700_000_000_100_000_000,
-            message_id: Some(format!("m{sequence}")),
-            metadata: MessageMetadata {
-                priority: Some("high".into()),
-                classification: None,
-                labels: vec!["a".into(), "b".into()],
-                security_labels: None,
-                mission_metadata: None,
-            },
-            custody: None,
-        }
+        sinkhost_sdk_http::record::example_envelope(sequence, payload)
     }
 
     fn config(json: &str) -> HttpSinkConfig {

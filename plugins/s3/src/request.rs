@@ -176,31 +176,9 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use sinkhost_sdk_http::wit::sinkhost::sink::types::MessageMetadata;
 
     pub(crate) fn envelope(sequence: u64, payload: &[u8]) -> Envelope {
-        Envelope {
-            subject: "orders.created".into(),
-            headers: vec![],
-            payload: payload.to_vec(),
-            stream: "ORDERS".into(),
-            consumer: "sinkhost".into(),
-            stream_sequence: sequence,
-            consumer_sequence: sequence,
-            delivery_count: 1,
-            pending: 0,
-            timestamp_ns: 1_700_000_000_123_000_000,
-            received_at_ns: 1_700_000_000_200_000_000,
-            message_id: Some(format!("m{sequence}")),
-            metadata: MessageMetadata {
-                priority: None,
-                classification: Some("internal".into()),
-                labels: vec![],
-                security_labels: None,
-                mission_metadata: None,
-            },
-            custody: None,
-        }
+        sinkhost_sdk_http::record::example_envelope(sequence, payload)
     }
 
     fn config(json: &str) -> S3SinkConfig {

@@ -146,6 +146,35 @@ pub fn header_value(text: &str) -> Vec<u8> {
     out
 }
 
+/// A complete example envelope (stream `ORDERS`, subject `orders.created`,
+/// priority `high`, classification `internal`, labels `a` and `b`, JetStream
+/// time 2023-11-14T22:13:20.123Z), for plugins' unit tests.
+pub fn example_envelope(sequence: u64, payload: &[u8]) -> crate::wit::sinkhost::sink::types::Envelope {
+    use crate::wit::sinkhost::sink::types::{Envelope, MessageMetadata};
+    Envelope {
+        subject: "orders.created".into(),
+        headers: vec![("Nats-Msg-Id".into(), format!("m{sequence}"))],
+        payload: payload.to_vec(),
+        stream: "ORDERS".into(),
+        consumer: "sinkhost".into(),
+        stream_sequence: sequence,
+        consumer_sequence: sequence,
+        delivery_count: 1,
+        pending: 0,
+        timestamp_ns: 1_700_000_000_123_000_000,
+        received_at_ns: 1_700_000_000_200_000_000,
+        message_id: Some(format!("m{sequence}")),
+        metadata: MessageMetadata {
+            priority: Some("high".into()),
+            classification: Some("internal".into()),
+            labels: vec!["a".into(), "b".into()],
+            security_labels: None,
+            mission_metadata: None,
+        },
+        custody: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
