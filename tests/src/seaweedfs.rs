@@ -18,6 +18,10 @@ pub const SECRET_KEY: &str = "sinkhost-test-secret-key-0123456789";
 const GRPC_OFFSET: u16 = 10_000;
 /// master, volume, filer, s3, admin.
 const SERVICES: u16 = 5;
+/// Tries with a fresh block of ports before giving up.
+const START_ATTEMPTS: usize = 3;
+/// Spreads the port blocks of servers started by one test process.
+static NEXT_BLOCK: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
 
 /// One stored object, from the filer's listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +48,23 @@ pub struct SeaweedFs {
 
 impl SeaweedFs {
     /// Installs SeaweedFS into a venv when needed (tests/seaweedfs/setup-venv.sh),
-    /// starts it on free ports and waits until the S3 API answers.
+    /// starts it on free ports and waits until the S3 API answers. Tries
+    /// another block of ports if one attempt does not come up (another test
+    /// may have taken a port between the check and the bind).
     pub fn start() -> anyhow::Result<Self> {
         let weed = weed_binary()?;
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let mut server = Self::spawn(&weed)?;
+            match server.wait_ready() {
+                Ok(()) => return Ok(server),
+                Err(err) => failures.push(err.to_string()),
+            }
+        }
+        bail!("SeaweedFS did not start in {START_ATTEMPTS} attempts:\n{}", failures.join("\n---\n"))
+    }
+
+    fn spawn(weed: &std::path::Path) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let identities = serde_json::json!({"identities": [{
             "name": "sinkhost",
@@ -61,7 +79,7 @@ impl SeaweedFs {
         let log_path = dir.path().join("weed.log");
         let log = std::fs::File::create(&log_path)?;
         let port = |n: u16| (base_port + n).to_string();
-        let child = Command::new(&weed)
+        let child = Command::new(weed)
             .arg("mini")
             .arg(format!("-dir={}", data.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false", "-webdav=false"])
@@ -77,14 +95,12 @@ impl SeaweedFs {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", weed.display()))?;
-        let server = Self {
+        Ok(Self {
             child,
             base_port,
             dir,
             log_path,
-        };
-        server.wait_ready()?;
-        Ok(server)
+        })
     }
 
     /// `http://127.0.0.1:PORT` of the S3 API.
@@ -106,9 +122,12 @@ impl SeaweedFs {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!("SeaweedFS exited ({status}):\n{}", self.log_tail());
+            }
             let s3 = request(&format!("127.0.0.1:{}", self.s3_port()), "GET", "/", &[]).is_ok();
             let filer = request(&self.filer(), "GET", "/", &[]).is_ok();
             if s3 && filer {
@@ -116,7 +135,13 @@ impl SeaweedFs {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("SeaweedFS did not become ready:\n{}", self.log())
+        bail!("SeaweedFS did not become ready:\n{}", self.log_tail())
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// Creates a bucket (a directory under `/buckets` of the filer).
@@ -203,7 +228,8 @@ fn weed_binary() -> anyhow::Result<PathBuf> {
 fn free_port_block() -> anyhow::Result<u16> {
     let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
     for _ in 0..200 {
-        let base = 20_000 + (rand_u16() % 20_000);
+        let spread = NEXT_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(97);
+        let base = 20_000 + (rand_u16().wrapping_add(spread) % 20_000);
         if (0..SERVICES).all(|n| free(base + n) && free(base + n + GRPC_OFFSET)) {
             return Ok(base);
         }

@@ -1,7 +1,5 @@
 //! Building requests from envelopes: the JSON record, the headers, gzip.
 
-use std::io::Write as _;
-
 use serde_json::Value;
 use sinkhost_sdk_http::record::header_value;
 use sinkhost_sdk_http::Request;
@@ -80,7 +78,7 @@ fn common_headers(config: &HttpSinkConfig) -> Vec<(String, Vec<u8>)> {
 }
 
 fn finish(config: &HttpSinkConfig, headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Result<Request, String> {
-    let body = if config.gzip { gzip(&body)? } else { body };
+    let body = if config.gzip { sinkhost_sdk_http::gzip(&body)? } else { body };
     Ok(Request {
         method: config.method.clone(),
         url: config.url.clone(),
@@ -121,12 +119,6 @@ pub fn record(envelope: &Envelope) -> Value {
     sinkhost_sdk_http::record::envelope_record(envelope)
 }
 
-fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(body).map_err(|err| format!("gzip: {err}"))?;
-    encoder.finish().map_err(|err| format!("gzip: {err}"))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -140,10 +132,6 @@ pub(crate) mod tests {
         HttpSinkConfig::parse(json).unwrap()
     }
 
-    fn header<'a>(request: &'a Request, name: &str) -> Option<&'a [u8]> {
-        request.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
-    }
-
     #[test]
     fn per_message_requests_carry_the_payload_key_and_metadata() {
         let c = config(r#"{"url": "http://127.0.0.1:9/in", "headers": {"X-Tenant": "t1"}}"#);
@@ -153,12 +141,12 @@ pub(crate) mod tests {
         let first = &requests[0];
         assert_eq!(first.method, "POST");
         assert_eq!(first.body, b"{\"a\":1}");
-        assert_eq!(header(first, "idempotency-key"), Some(&b"ORDERS-7"[..]));
-        assert_eq!(header(first, "x-sinkhost-subject"), Some(&b"orders.created"[..]));
-        assert_eq!(header(first, "x-sinkhost-labels"), Some(&b"a;b"[..]));
-        assert_eq!(header(first, "x-sinkhost-priority"), Some(&b"high"[..]));
-        assert_eq!(header(first, "x-tenant"), Some(&b"t1"[..]));
-        assert_eq!(header(&requests[1], "idempotency-key"), Some(&b"ORDERS-8"[..]));
+        assert_eq!(first.header("idempotency-key"), Some(&b"ORDERS-7"[..]));
+        assert_eq!(first.header("x-sinkhost-subject"), Some(&b"orders.created"[..]));
+        assert_eq!(first.header("x-sinkhost-labels"), Some(&b"a;b"[..]));
+        assert_eq!(first.header("x-sinkhost-priority"), Some(&b"high"[..]));
+        assert_eq!(first.header("x-tenant"), Some(&b"t1"[..]));
+        assert_eq!(requests[1].header("idempotency-key"), Some(&b"ORDERS-8"[..]));
     }
 
     #[test]
@@ -177,8 +165,8 @@ pub(crate) mod tests {
         assert_eq!(lines[0]["payload"], json!({"a": 1}));
         assert_eq!(lines[1]["payload_encoding"], "text");
         assert_eq!(lines[2]["payload"], "/wA=");
-        assert_eq!(header(&requests[0], "idempotency-key"), Some(&b"ORDERS-1-3"[..]));
-        assert_eq!(header(&requests[0], "content-type"), Some(&b"application/x-ndjson"[..]));
+        assert_eq!(requests[0].header("idempotency-key"), Some(&b"ORDERS-1-3"[..]));
+        assert_eq!(requests[0].header("content-type"), Some(&b"application/x-ndjson"[..]));
         let c = config(r#"{"url": "http://h/in", "mode": "json_array"}"#);
         let array: Vec<Value> = serde_json::from_slice(&requests_of(&c, &batch)[0].body).unwrap();
         assert_eq!(array.len(), 3);
@@ -194,7 +182,7 @@ pub(crate) mod tests {
         use std::io::Read as _;
         let c = config(r#"{"url": "http://h/in", "gzip": true}"#);
         let request = &requests_of(&c, &[envelope(1, b"hello hello hello")])[0];
-        assert_eq!(header(request, "content-encoding"), Some(&b"gzip"[..]));
+        assert_eq!(request.header("content-encoding"), Some(&b"gzip"[..]));
         let mut plain = String::new();
         flate2::read::GzDecoder::new(request.body.as_slice()).read_to_string(&mut plain).unwrap();
         assert_eq!(plain, "hello hello hello");

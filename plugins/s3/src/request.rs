@@ -1,7 +1,5 @@
 //! Objects to write: keys, URLs, bodies and headers.
 
-use std::io::Write as _;
-
 use serde_json::{json, Value};
 use sinkhost_sdk_http::record::header_value;
 use sinkhost_sdk_http::{encode_segment, split_url, Request};
@@ -108,7 +106,7 @@ fn put(
     headers.push(("if-none-match".into(), b"*".to_vec()));
     let body = if config.gzip {
         headers.push(("content-encoding".into(), b"gzip".to_vec()));
-        gzip(&body)?
+        sinkhost_sdk_http::gzip(&body)?
     } else {
         body
     };
@@ -167,12 +165,6 @@ pub fn record(envelope: &Envelope) -> Value {
     sinkhost_sdk_http::record::envelope_record(envelope)
 }
 
-fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(body).map_err(|err| format!("gzip: {err}"))?;
-    encoder.finish().map_err(|err| format!("gzip: {err}"))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -183,10 +175,6 @@ pub(crate) mod tests {
 
     fn config(json: &str) -> S3SinkConfig {
         S3SinkConfig::parse(json).unwrap()
-    }
-
-    fn header<'a>(request: &'a Request, name: &str) -> Option<&'a [u8]> {
-        request.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 
     #[test]
@@ -201,8 +189,8 @@ pub(crate) mod tests {
             "http://127.0.0.1:8333/events/ORDERS/2023/11/14/ORDERS-00000000000000000005.json"
         );
         assert_eq!(first.request.method, "PUT");
-        assert_eq!(header(&first.request, "if-none-match"), Some(&b"*"[..]));
-        assert_eq!(header(&first.request, "x-amz-meta-classification"), Some(&b"internal"[..]));
+        assert_eq!(first.request.header("if-none-match"), Some(&b"*"[..]));
+        assert_eq!(first.request.header("x-amz-meta-classification"), Some(&b"internal"[..]));
         let body: Value = serde_json::from_slice(&first.request.body).unwrap();
         assert_eq!(body["payload"], json!({"a": 1}));
         assert_eq!(first.messages, [0]);
@@ -233,7 +221,7 @@ pub(crate) mod tests {
         assert_eq!(writes.len(), 1);
         assert_eq!(writes[0].messages, [0, 1]);
         assert!(writes[0].key.ends_with("ORDERS-00000000000000000003-00000000000000000004.jsonl"));
-        assert_eq!(header(&writes[0].request, "content-encoding"), Some(&b"gzip"[..]));
-        assert_eq!(header(&writes[0].request, "x-amz-meta-count"), Some(&b"2"[..]));
+        assert_eq!(writes[0].request.header("content-encoding"), Some(&b"gzip"[..]));
+        assert_eq!(writes[0].request.header("x-amz-meta-count"), Some(&b"2"[..]));
     }
 }

@@ -47,6 +47,24 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Compresses a body with gzip (fast level), for `Content-Encoding: gzip`.
+pub fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).map_err(|err| format!("gzip: {err}"))?;
+    encoder.finish().map_err(|err| format!("gzip: {err}"))
+}
+
 /// A response, read completely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
