@@ -237,6 +237,92 @@ fn age_seconds(later_ns: i64, earlier_ns: i64) -> Json {
     Json::f64(if seconds > 0.0 { seconds } else { 0.0 })
 }
 
+/// Everything a record says that is derived rather than copied from the
+/// envelope, computed once for both ways of writing a record
+/// ([`build_record`] and the direct compact writer).
+struct RecordFacts<'a> {
+    payload: payload::NormalizedPayload,
+    reserved: Vec<(String, String)>,
+    priority: Option<&'a str>,
+    classification: Option<&'a str>,
+    labels: Vec<&'a str>,
+    mission_metadata: Json,
+    security_labels: Json,
+    time_stamp_header: Option<&'a str>,
+    created_ns: i64,
+    created_source: &'static str,
+    created_malformed: bool,
+    size_header: Option<&'a str>,
+    size_malformed: bool,
+    delivered: u64,
+    present: bool,
+    omitted: bool,
+    omitted_reason: Option<&'static str>,
+    original_size: u64,
+}
+
+impl<'a> RecordFacts<'a> {
+    /// `headers` are the envelope's headers after [`normalized_headers`].
+    fn derive(
+        env: &'a Envelope,
+        headers: &'a [(String, String)],
+        mode: PayloadMode,
+    ) -> Result<Self, PayloadError> {
+        let payload = payload::normalize(&env.payload, mode)?;
+        let folded = FoldedHeaders::new(headers);
+        let reserved = reserved_headers(&folded);
+        let meta = &env.metadata;
+
+        // When the message was created: a valid `Nats-Time-Stamp` header,
+        // else the JetStream timestamp.
+        let time_stamp_header = folded.lookup("Nats-Time-Stamp");
+        let (created_ns, created_source, created_malformed) =
+            match time_stamp_header.map(parse_rfc3339_ns) {
+                Some(Some(ns)) => (ns, "nats_time_stamp", false),
+                Some(None) => (env.timestamp_ns, "jetstream_timestamp", true),
+                None => (env.timestamp_ns, "jetstream_timestamp", false),
+            };
+
+        // Headers-only messages (`Nats-Msg-Size` with an empty body).
+        let size_header = folded.lookup("Nats-Msg-Size");
+        let parsed_size = size_header.map(parse_msg_size);
+        let delivered = env.payload.len() as u64;
+        let (present, omitted, omitted_reason, original_size) = match parsed_size {
+            Some(Some(size)) if env.payload.is_empty() => (false, true, Some("headers_only"), size),
+            Some(Some(size)) => (true, false, None, size),
+            _ => (true, false, None, delivered),
+        };
+
+        Ok(Self {
+            payload,
+            reserved,
+            priority: clean(meta.priority.as_deref()),
+            classification: clean(meta.classification.as_deref()),
+            labels: normalized_labels(&meta.labels),
+            mission_metadata: json_document(meta.mission_metadata.as_deref()),
+            security_labels: json_document(meta.security_labels.as_deref()),
+            time_stamp_header,
+            created_ns,
+            created_source,
+            created_malformed,
+            size_header,
+            size_malformed: matches!(parsed_size, Some(None)),
+            delivered,
+            present,
+            omitted,
+            omitted_reason,
+            original_size,
+        })
+    }
+}
+
+/// The names of `reserved`, sorted (`reserved_headers_present`).
+fn sorted_names(reserved: &[(String, String)]) -> Vec<&str> {
+    let mut names: Vec<&str> = reserved.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    names
+}
+
 /// Builds the record. Fails only when the payload cannot be stored in `mode`
 /// (a permanent failure of that message).
 pub fn build_record(
@@ -244,44 +330,33 @@ pub fn build_record(
     mode: PayloadMode,
     stored_at_ns: i64,
 ) -> Result<Json, PayloadError> {
-    let payload = payload::normalize(&env.payload, mode)?;
     let headers = normalized_headers(&env.headers);
-    let folded = FoldedHeaders::new(&headers);
-    let reserved = reserved_headers(&folded);
-
-    let meta = &env.metadata;
-    let priority = clean(meta.priority.as_deref());
-    let classification = clean(meta.classification.as_deref());
-    let labels = normalized_labels(&meta.labels);
+    let RecordFacts {
+        payload,
+        reserved,
+        priority,
+        classification,
+        labels,
+        mission_metadata,
+        security_labels,
+        time_stamp_header,
+        created_ns,
+        created_source,
+        created_malformed,
+        size_header,
+        size_malformed,
+        delivered,
+        present,
+        omitted,
+        omitted_reason,
+        original_size,
+    } = RecordFacts::derive(env, &headers, mode)?;
     let labels_text = if labels.is_empty() {
         None
     } else {
         Some(labels.join(";"))
     };
-    let mission_metadata = json_document(meta.mission_metadata.as_deref());
-    let security_labels = json_document(meta.security_labels.as_deref());
     let message_id = Json::opt_str(env.message_id.as_deref());
-
-    // When the message was created: a valid `Nats-Time-Stamp` header, else
-    // the JetStream timestamp.
-    let time_stamp_header = folded.lookup("Nats-Time-Stamp");
-    let (created_ns, created_source, created_malformed) =
-        match time_stamp_header.map(parse_rfc3339_ns) {
-            Some(Some(ns)) => (ns, "nats_time_stamp", false),
-            Some(None) => (env.timestamp_ns, "jetstream_timestamp", true),
-            None => (env.timestamp_ns, "jetstream_timestamp", false),
-        };
-
-    // Headers-only messages (`Nats-Msg-Size` with an empty body).
-    let size_header = folded.lookup("Nats-Msg-Size");
-    let parsed_size = size_header.map(parse_msg_size);
-    let size_malformed = matches!(parsed_size, Some(None));
-    let delivered = env.payload.len() as u64;
-    let (present, omitted, omitted_reason, original_size) = match parsed_size {
-        Some(Some(size)) if env.payload.is_empty() => (false, true, Some("headers_only"), size),
-        Some(Some(size)) => (true, false, None, size),
-        _ => (true, false, None, delivered),
-    };
 
     let metadata = Json::object(vec![
         ("metadata_version", Json::u64(1)),
@@ -315,11 +390,10 @@ pub fn build_record(
             "nats",
             Json::object(vec![
                 ("reserved_headers", pairs_object(&reserved)),
-                ("reserved_headers_present", {
-                    let mut names: Vec<&str> = reserved.iter().map(|(k, _)| k.as_str()).collect();
-                    names.sort_unstable();
-                    Json::strings(names)
-                }),
+                (
+                    "reserved_headers_present",
+                    Json::strings(sorted_names(&reserved)),
+                ),
             ]),
         ),
         (
@@ -524,35 +598,28 @@ fn write_compact_record(
     stored_at_ns: i64,
     out: &mut String,
 ) -> Result<(), PayloadError> {
-    let payload = payload::normalize(&env.payload, mode)?;
     let headers = normalized_headers(&env.headers);
-    let folded = FoldedHeaders::new(&headers);
-    let reserved = reserved_headers(&folded);
-
-    let meta = &env.metadata;
-    let priority = clean(meta.priority.as_deref());
-    let classification = clean(meta.classification.as_deref());
-    let labels = normalized_labels(&meta.labels);
-    let mission_metadata = json_document(meta.mission_metadata.as_deref());
-    let security_labels = json_document(meta.security_labels.as_deref());
+    let RecordFacts {
+        payload,
+        reserved,
+        priority,
+        classification,
+        labels,
+        mission_metadata,
+        security_labels,
+        time_stamp_header,
+        created_ns,
+        created_source,
+        created_malformed,
+        size_header,
+        size_malformed,
+        delivered,
+        present,
+        omitted,
+        omitted_reason,
+        original_size,
+    } = RecordFacts::derive(env, &headers, mode)?;
     let message_id = env.message_id.as_deref();
-
-    let time_stamp_header = folded.lookup("Nats-Time-Stamp");
-    let (created_ns, created_source, created_malformed) =
-        match time_stamp_header.map(parse_rfc3339_ns) {
-            Some(Some(ns)) => (ns, "nats_time_stamp", false),
-            Some(None) => (env.timestamp_ns, "jetstream_timestamp", true),
-            None => (env.timestamp_ns, "jetstream_timestamp", false),
-        };
-    let size_header = folded.lookup("Nats-Msg-Size");
-    let parsed_size = size_header.map(parse_msg_size);
-    let size_malformed = matches!(parsed_size, Some(None));
-    let delivered = env.payload.len() as u64;
-    let (present, omitted, omitted_reason, original_size) = match parsed_size {
-        Some(Some(size)) if env.payload.is_empty() => (false, true, Some("headers_only"), size),
-        Some(Some(size)) => (true, false, None, size),
-        _ => (true, false, None, delivered),
-    };
 
     out.push('{');
     key(out, true, "classification");
@@ -641,9 +708,7 @@ fn write_compact_record(
         key(out, true, "reserved_headers");
         put_pairs(out, &reserved);
         key(out, false, "reserved_headers_present");
-        let mut names: Vec<&str> = reserved.iter().map(|(k, _)| k.as_str()).collect();
-        names.sort_unstable();
-        put_strings(out, names);
+        put_strings(out, sorted_names(&reserved));
         out.push('}');
 
         key(out, false, "payload");
