@@ -1,7 +1,7 @@
 //! Building requests from envelopes: the JSON record, the headers, gzip.
 
 use serde_json::Value;
-use sinkhost_sdk_http::record::header_value;
+use sinkhost_sdk_http::record::{header_value, metadata_fields};
 use sinkhost_sdk_http::Request;
 
 use crate::config::{Body, HttpSinkConfig, Mode};
@@ -89,29 +89,10 @@ fn finish(config: &HttpSinkConfig, headers: Vec<(String, Vec<u8>)>, body: Vec<u8
 
 /// The message's identity and metadata as `X-Sinkhost-*` headers.
 pub fn metadata_headers(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
-    let mut headers = vec![
-        ("X-Sinkhost-Subject".to_string(), header_value(&envelope.subject)),
-        ("X-Sinkhost-Stream".to_string(), header_value(&envelope.stream)),
-        ("X-Sinkhost-Sequence".to_string(), envelope.stream_sequence.to_string().into_bytes()),
-        ("X-Sinkhost-Delivery-Count".to_string(), envelope.delivery_count.to_string().into_bytes()),
-        ("X-Sinkhost-Timestamp-Ns".to_string(), envelope.timestamp_ns.to_string().into_bytes()),
-    ];
-    let optional = [
-        ("X-Sinkhost-Message-Id", envelope.message_id.as_deref()),
-        ("X-Sinkhost-Priority", envelope.metadata.priority.as_deref()),
-        ("X-Sinkhost-Classification", envelope.metadata.classification.as_deref()),
-        ("X-Sinkhost-Payload-Hash", envelope.custody.as_ref().and_then(|c| c.payload_hash.as_deref())),
-        ("X-Sinkhost-Record-Hash", envelope.custody.as_ref().map(|c| c.record_hash.as_str())),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            headers.push((name.to_string(), header_value(value)));
-        }
-    }
-    if !envelope.metadata.labels.is_empty() {
-        headers.push(("X-Sinkhost-Labels".to_string(), header_value(&envelope.metadata.labels.join(";"))));
-    }
-    headers
+    metadata_fields(envelope)
+        .into_iter()
+        .map(|(field, value)| (format!("X-Sinkhost-{field}"), value))
+        .collect()
 }
 
 /// The shared record of one message (`sinkhost.message.v1`).

@@ -1,15 +1,14 @@
 //! `init` and `write-batch`: requests out, batch report back.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use sinkhost_sdk_http::{classify, Class, Outcome};
+use sinkhost_sdk_http::{classify, send_all, Class, ConfigSlot, Outcome};
 
 use crate::bindings::sinkhost::sink::log::Level;
 use crate::config::{HttpSinkConfig, Mode};
 use crate::{log, request, BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
 
-static CONFIG: Mutex<Option<HttpSinkConfig>> = Mutex::new(None);
+static CONFIG: ConfigSlot<HttpSinkConfig> = ConfigSlot::new();
 
 /// Checks and keeps the `sink` section.
 pub fn init(text: &str) -> Result<(), String> {
@@ -18,34 +17,17 @@ pub fn init(text: &str) -> Result<(), String> {
         Level::Info,
         &format!("http sink ready: {} {} ({:?})", config.method, config.url, config.mode),
     );
-    let mut slot = CONFIG.lock().map_err(|_| "config lock poisoned".to_string())?;
-    *slot = Some(config);
-    Ok(())
+    CONFIG.set(config)
 }
 
 /// Sends the batch and reports what was stored.
 pub fn write_batch(batch: &[Envelope]) -> Result<BatchReport, SinkError> {
     let config = CONFIG
-        .lock()
-        .ok()
-        .and_then(|slot| slot.clone())
+        .get()
         .ok_or_else(|| error(ErrorKind::Permanent, "write-batch before init".into()))?;
     let requests = request::requests(&config, batch).map_err(|err| error(ErrorKind::Permanent, err))?;
-    let outcomes = send(requests, config.max_in_flight);
+    let outcomes = send_all(&requests, config.max_in_flight);
     report(&config, batch, &outcomes)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn send(requests: Vec<sinkhost_sdk_http::Request>, window: usize) -> Vec<Outcome> {
-    sinkhost_sdk_http::send_all(requests, window)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn send(requests: Vec<sinkhost_sdk_http::Request>, _window: usize) -> Vec<Outcome> {
-    requests
-        .iter()
-        .map(|_| Err(sinkhost_sdk_http::Failure::Transport("no network off wasm32".into())))
-        .collect()
 }
 
 /// Turns outcomes into the batch report: per message in `per_message`

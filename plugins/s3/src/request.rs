@@ -1,7 +1,7 @@
 //! Objects to write: keys, URLs, bodies and headers.
 
 use serde_json::{json, Value};
-use sinkhost_sdk_http::record::header_value;
+use sinkhost_sdk_http::record::{header_value, metadata_fields};
 use sinkhost_sdk_http::{encode_segment, split_url, Request};
 
 use crate::config::{Addressing, Body, Metadata, Mode, S3SinkConfig};
@@ -134,30 +134,19 @@ pub fn object_url(config: &S3SinkConfig, key: &str) -> Result<String, String> {
     })
 }
 
+/// Metadata fields left out of `x-amz-meta-*`: the delivery count describes
+/// one attempt, not the stored object, and the payload hash is left to the
+/// record (`custody.payload_hash`) to keep user metadata small (S3 allows
+/// 2 KB per object).
+const FIELDS_NOT_STORED: [&str; 2] = ["Delivery-Count", "Payload-Hash"];
+
 /// The message's identity and metadata as `x-amz-meta-*` headers.
 pub fn metadata_headers(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
-    let mut headers = vec![
-        ("x-amz-meta-subject".to_string(), header_value(&envelope.subject)),
-        ("x-amz-meta-stream".to_string(), header_value(&envelope.stream)),
-        ("x-amz-meta-sequence".to_string(), envelope.stream_sequence.to_string().into_bytes()),
-        ("x-amz-meta-timestamp-ns".to_string(), envelope.timestamp_ns.to_string().into_bytes()),
-    ];
-    let metadata = &envelope.metadata;
-    let optional = [
-        ("x-amz-meta-message-id", envelope.message_id.as_deref()),
-        ("x-amz-meta-priority", metadata.priority.as_deref()),
-        ("x-amz-meta-classification", metadata.classification.as_deref()),
-        ("x-amz-meta-record-hash", envelope.custody.as_ref().map(|c| c.record_hash.as_str())),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            headers.push((name.to_string(), header_value(value)));
-        }
-    }
-    if !metadata.labels.is_empty() {
-        headers.push(("x-amz-meta-labels".to_string(), header_value(&metadata.labels.join(";"))));
-    }
-    headers
+    metadata_fields(envelope)
+        .into_iter()
+        .filter(|(field, _)| !FIELDS_NOT_STORED.contains(field))
+        .map(|(field, value)| (format!("x-amz-meta-{}", field.to_ascii_lowercase()), value))
+        .collect()
 }
 
 /// The shared record of one message (`sinkhost.message.v1`).
@@ -191,6 +180,8 @@ pub(crate) mod tests {
         assert_eq!(first.request.method, "PUT");
         assert_eq!(first.request.header("if-none-match"), Some(&b"*"[..]));
         assert_eq!(first.request.header("x-amz-meta-classification"), Some(&b"internal"[..]));
+        assert_eq!(first.request.header("x-amz-meta-labels"), Some(&b"a;b"[..]));
+        assert_eq!(first.request.header("x-amz-meta-delivery-count"), None);
         let body: Value = serde_json::from_slice(&first.request.body).unwrap();
         assert_eq!(body["payload"], json!({"a": 1}));
         assert_eq!(first.messages, [0]);

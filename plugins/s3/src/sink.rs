@@ -1,15 +1,14 @@
 //! `init` and `write-batch`: objects out, batch report back.
 
-use std::sync::Mutex;
 
-use sinkhost_sdk_http::{classify, classify_status, excerpt, Class, Outcome};
+use sinkhost_sdk_http::{classify, classify_status, excerpt, send_all, Class, ConfigSlot, Outcome};
 
 use crate::bindings::sinkhost::sink::log::Level;
 use crate::config::{Mode, S3SinkConfig};
 use crate::request::{self, ObjectWrite};
 use crate::{log, BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
 
-static CONFIG: Mutex<Option<S3SinkConfig>> = Mutex::new(None);
+static CONFIG: ConfigSlot<S3SinkConfig> = ConfigSlot::new();
 
 /// Checks and keeps the `sink` section.
 pub fn init(text: &str) -> Result<(), String> {
@@ -24,34 +23,17 @@ pub fn init(text: &str) -> Result<(), String> {
             config.key.source()
         ),
     );
-    let mut slot = CONFIG.lock().map_err(|_| "config lock poisoned".to_string())?;
-    *slot = Some(config);
-    Ok(())
+    CONFIG.set(config)
 }
 
 /// Writes the batch's objects and reports what was stored.
 pub fn write_batch(batch: &[Envelope]) -> Result<BatchReport, SinkError> {
     let config = CONFIG
-        .lock()
-        .ok()
-        .and_then(|slot| slot.clone())
+        .get()
         .ok_or_else(|| error(ErrorKind::Permanent, "write-batch before init".into()))?;
     let writes = request::objects(&config, batch).map_err(|err| error(ErrorKind::Permanent, err))?;
-    let outcomes = send(writes.iter().map(|w| w.request.clone()).collect(), config.max_in_flight);
+    let outcomes = send_all(writes.iter().map(|write| &write.request), config.max_in_flight);
     report(&config, batch, &writes, &outcomes)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn send(requests: Vec<sinkhost_sdk_http::Request>, window: usize) -> Vec<Outcome> {
-    sinkhost_sdk_http::send_all(requests, window)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn send(requests: Vec<sinkhost_sdk_http::Request>, _window: usize) -> Vec<Outcome> {
-    requests
-        .iter()
-        .map(|_| Err(sinkhost_sdk_http::Failure::Transport("no network off wasm32".into())))
-        .collect()
 }
 
 /// What an S3 answer means for the object.

@@ -214,6 +214,46 @@ mod wasi_client;
 #[cfg(target_arch = "wasm32")]
 pub use wasi_client::send_all;
 
+/// Off `wasm32` (a plugin's native unit tests) there is no network: every
+/// request fails with a transport error.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn send_all<'a>(requests: impl IntoIterator<Item = &'a Request>, _window: usize) -> Vec<Outcome> {
+    requests
+        .into_iter()
+        .map(|_| Err(Failure::Transport("no network off wasm32".into())))
+        .collect()
+}
+
+/// A plugin's checked configuration, set by `init` and shared (not copied)
+/// by every `write-batch`.
+#[derive(Debug)]
+pub struct ConfigSlot<T>(std::sync::Mutex<Option<std::sync::Arc<T>>>);
+
+impl<T> ConfigSlot<T> {
+    /// An empty slot, for a `static`.
+    pub const fn new() -> Self {
+        Self(std::sync::Mutex::new(None))
+    }
+
+    /// Keeps `config` (replacing an earlier one).
+    pub fn set(&self, config: T) -> Result<(), String> {
+        let mut slot = self.0.lock().map_err(|_| "config lock poisoned".to_string())?;
+        *slot = Some(std::sync::Arc::new(config));
+        Ok(())
+    }
+
+    /// The configuration, once `init` has set it.
+    pub fn get(&self) -> Option<std::sync::Arc<T>> {
+        self.0.lock().ok().and_then(|slot| slot.clone())
+    }
+}
+
+impl<T> Default for ConfigSlot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

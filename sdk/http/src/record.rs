@@ -4,6 +4,8 @@
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use crate::wit::sinkhost::sink::types::Envelope;
+
 /// Schema name of the record.
 pub const RECORD_SCHEMA: &str = "sinkhost.message.v1";
 
@@ -46,7 +48,7 @@ pub struct MessageView<'a> {
 }
 
 /// The common view of a WIT envelope.
-pub fn view(envelope: &crate::wit::sinkhost::sink::types::Envelope) -> MessageView<'_> {
+pub fn view(envelope: &Envelope) -> MessageView<'_> {
     let metadata = &envelope.metadata;
     MessageView {
         subject: &envelope.subject,
@@ -78,7 +80,7 @@ pub fn view(envelope: &crate::wit::sinkhost::sink::types::Envelope) -> MessageVi
 }
 
 /// The record of a WIT envelope.
-pub fn envelope_record(envelope: &crate::wit::sinkhost::sink::types::Envelope) -> Value {
+pub fn envelope_record(envelope: &Envelope) -> Value {
     record(&view(envelope))
 }
 
@@ -132,6 +134,37 @@ pub fn payload_value(payload: &[u8]) -> (Value, &'static str) {
     }
 }
 
+/// A message's identity and metadata as header-safe `(field, value)` pairs,
+/// in a fixed order, for a sink to send under its own prefix
+/// (`X-Sinkhost-Subject`, `x-amz-meta-subject`...). Optional fields are left
+/// out when absent; labels are `;`-separated.
+pub fn metadata_fields(envelope: &Envelope) -> Vec<(&'static str, Vec<u8>)> {
+    let metadata = &envelope.metadata;
+    let mut fields = vec![
+        ("Subject", header_value(&envelope.subject)),
+        ("Stream", header_value(&envelope.stream)),
+        ("Sequence", envelope.stream_sequence.to_string().into_bytes()),
+        ("Delivery-Count", envelope.delivery_count.to_string().into_bytes()),
+        ("Timestamp-Ns", envelope.timestamp_ns.to_string().into_bytes()),
+    ];
+    let optional = [
+        ("Message-Id", envelope.message_id.as_deref()),
+        ("Priority", metadata.priority.as_deref()),
+        ("Classification", metadata.classification.as_deref()),
+        ("Payload-Hash", envelope.custody.as_ref().and_then(|c| c.payload_hash.as_deref())),
+        ("Record-Hash", envelope.custody.as_ref().map(|c| c.record_hash.as_str())),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            fields.push((name, header_value(value)));
+        }
+    }
+    if !metadata.labels.is_empty() {
+        fields.push(("Labels", header_value(&metadata.labels.join(";"))));
+    }
+    fields
+}
+
 /// Text a header can carry: visible ASCII and spaces kept, anything else
 /// (and `%`) percent-encoded, so any subject or label can be sent.
 pub fn header_value(text: &str) -> Vec<u8> {
@@ -149,8 +182,8 @@ pub fn header_value(text: &str) -> Vec<u8> {
 /// A complete example envelope (stream `ORDERS`, subject `orders.created`,
 /// priority `high`, classification `internal`, labels `a` and `b`, JetStream
 /// time 2023-11-14T22:13:20.123Z), for plugins' unit tests.
-pub fn example_envelope(sequence: u64, payload: &[u8]) -> crate::wit::sinkhost::sink::types::Envelope {
-    use crate::wit::sinkhost::sink::types::{Envelope, MessageMetadata};
+pub fn example_envelope(sequence: u64, payload: &[u8]) -> Envelope {
+    use crate::wit::sinkhost::sink::types::MessageMetadata;
     Envelope {
         subject: "orders.created".into(),
         headers: vec![("Nats-Msg-Id".into(), format!("m{sequence}"))],
@@ -206,6 +239,21 @@ mod tests {
         assert_eq!(r["metadata"]["labels"], json!(["a"]));
         assert_eq!(r["metadata"]["security_labels"], json!({"level": "x"}));
         assert_eq!(r["custody"]["record_hash"], "ab");
+    }
+
+    #[test]
+    fn metadata_fields_leave_out_what_is_absent() {
+        let mut envelope = example_envelope(7, b"x");
+        let names: Vec<&str> = metadata_fields(&envelope).iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            ["Subject", "Stream", "Sequence", "Delivery-Count", "Timestamp-Ns", "Message-Id", "Priority", "Classification", "Labels"]
+        );
+        envelope.metadata.labels.clear();
+        envelope.message_id = None;
+        let fields = metadata_fields(&envelope);
+        assert!(fields.iter().all(|(n, _)| *n != "Labels" && *n != "Message-Id"));
+        assert_eq!(fields[2], ("Sequence", b"7".to_vec()));
     }
 
     #[test]

@@ -15,9 +15,9 @@ const READ_CHUNK: u64 = 64 * 1024;
 
 /// Sends every request, at most `window` in flight at once, and returns one
 /// outcome per request, in order. Each response body is read completely.
-pub fn send_all(requests: Vec<Request>, window: usize) -> Vec<Outcome> {
+pub fn send_all<'a>(requests: impl IntoIterator<Item = &'a Request>, window: usize) -> Vec<Outcome> {
     let window = window.max(1);
-    let mut outcomes: Vec<Option<Outcome>> = (0..requests.len()).map(|_| None).collect();
+    let mut outcomes: Vec<Option<Outcome>> = Vec::new();
     let mut in_flight: VecDeque<(usize, FutureIncomingResponse)> = VecDeque::new();
     for (index, request) in requests.into_iter().enumerate() {
         if in_flight.len() >= window {
@@ -25,9 +25,12 @@ pub fn send_all(requests: Vec<Request>, window: usize) -> Vec<Outcome> {
                 outcomes[done] = Some(wait(pending));
             }
         }
-        match start(&request) {
-            Ok(pending) => in_flight.push_back((index, pending)),
-            Err(failure) => outcomes[index] = Some(Err(failure)),
+        match start(request) {
+            Ok(pending) => {
+                outcomes.push(None);
+                in_flight.push_back((index, pending));
+            }
+            Err(failure) => outcomes.push(Some(Err(failure))),
         }
     }
     for (done, pending) in in_flight {

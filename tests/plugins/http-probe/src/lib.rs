@@ -10,7 +10,8 @@
 //! `wasi:http/outgoing-handler` and writes what happened to
 //! `<directory>/<stream>-<sequence>.json`:
 //! `{"status": 200, "headers": [[...]], "body": "...", "redirected_to": ...}`
-//! or `{"error": "<wasi:http error code>"}`. With `follow_redirects`, a 3xx
+//! or `{"error": "<wasi:http error code>"}`. Requests go through
+//! `sinkhost-sdk-http`, the client the first-party sinks use. With `follow_redirects`, a 3xx
 //! `Location` is requested in turn (once), as an HTTP library would.
 //!
 //! A payload `{"inspect": true}` instead records what the sandbox shows the
@@ -31,7 +32,7 @@ wit_bindgen::generate!({
 
 use exports::sinkhost::sink::sink::Guest;
 use sinkhost::sink::types::{BatchReport, Envelope, ErrorKind, SinkError};
-use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use sinkhost_sdk_http::{send_all, Failure, Request, Response};
 
 #[derive(Debug, Deserialize)]
 struct Config {
@@ -108,12 +109,12 @@ fn inspect() -> Value {
 fn run(probe: &Probe) -> Value {
     match send(probe, &probe.url) {
         Ok(first) => {
-            let location = first.location.clone();
-            let mut record = first.to_json();
+            let mut record = answer(&first);
+            let location = first.header("location").map(str::to_string);
             if probe.follow_redirects && (300..400).contains(&first.status) {
                 if let Some(location) = location {
                     record["redirected_to"] = match send(probe, &location) {
-                        Ok(second) => second.to_json(),
+                        Ok(second) => answer(&second),
                         Err(error) => json!({"error": error}),
                     };
                 }
@@ -124,97 +125,28 @@ fn run(probe: &Probe) -> Value {
     }
 }
 
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-    location: Option<String>,
-}
-
-impl Answer {
-    fn to_json(&self) -> Value {
-        json!({"status": self.status, "headers": self.headers, "body": self.body})
-    }
-}
-
-/// Sends one request; the error is the wasi:http error code, as text.
-fn send(probe: &Probe, url: &str) -> Result<Answer, String> {
-    let (scheme, rest) = url.split_once("://").ok_or("url without scheme")?;
-    let (authority, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, "/"),
-    };
-    let headers = Fields::new();
-    for (name, value) in &probe.headers {
-        headers
-            .append(name, &value.as_bytes().to_vec())
-            .map_err(|err| format!("header {name}: {err:?}"))?;
-    }
-    let request = OutgoingRequest::new(headers);
-    let method = match probe.method.as_deref().unwrap_or("GET") {
-        "GET" => Method::Get,
-        "PUT" => Method::Put,
-        "POST" => Method::Post,
-        other => Method::Other(other.to_string()),
-    };
-    request.set_method(&method).map_err(|()| "method refused")?;
-    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
-    request.set_scheme(Some(&scheme)).map_err(|()| "scheme refused")?;
-    request.set_authority(Some(authority)).map_err(|()| "authority refused")?;
-    request.set_path_with_query(Some(path)).map_err(|()| "path refused")?;
-    let body = request.body().map_err(|()| "no body")?;
-    if let Some(text) = &probe.body {
-        let stream = body.write().map_err(|()| "no body stream")?;
-        for chunk in text.as_bytes().chunks(4096) {
-            stream.blocking_write_and_flush(chunk).map_err(|err| format!("write: {err:?}"))?;
-        }
-        drop(stream);
-    }
-    let pending = wasi::http::outgoing_handler::handle(request, None).map_err(code)?;
-    OutgoingBody::finish(body, None).map_err(code)?;
-    pending.subscribe().block();
-    let response = pending
-        .get()
-        .ok_or("no response")?
-        .map_err(|()| "response taken twice")?
-        .map_err(code)?;
-    let status = response.status();
-    let headers: Vec<(String, String)> = response
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-        .collect();
-    let location = headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("location"))
-        .map(|(_, value)| value.clone());
-    let incoming = response.consume().map_err(|()| "no response body")?;
-    let stream = incoming.stream().map_err(|()| "no response body stream")?;
-    let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => bytes.extend_from_slice(&chunk),
-            Err(wasi::io::streams::StreamError::Closed) => break,
-            Err(wasi::io::streams::StreamError::LastOperationFailed(err)) => {
-                let detail = wasi::http::types::http_error_code(&err).map(|c| code(c)).unwrap_or_else(|| err.to_debug_string().lines().next().unwrap_or_default().to_string());
-                return Err(format!("response body: {detail}"));
-            }
-        }
-    }
-    Ok(Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-        location,
+fn answer(response: &Response) -> Value {
+    json!({
+        "status": response.status,
+        "headers": response.headers,
+        "body": String::from_utf8_lossy(&response.body),
     })
 }
 
-/// The error code's name, e.g. `HttpRequestDenied`.
-fn code(error: ErrorCode) -> String {
-    let text = format!("{error:?}");
-    let text = text.strip_prefix("ErrorCode::").unwrap_or(&text);
-    text.split(['(', ' ', '{']).next().unwrap_or(text).to_string()
+/// Sends one request through the SDK's wasi:http client; the error is the
+/// wasi:http error code's name (`HttpRequestDenied`...).
+fn send(probe: &Probe, url: &str) -> Result<Response, String> {
+    let request = Request {
+        method: probe.method.clone().unwrap_or_else(|| "GET".into()),
+        url: url.to_string(),
+        headers: probe.headers.iter().map(|(n, v)| (n.clone(), v.clone().into_bytes())).collect(),
+        body: probe.body.clone().unwrap_or_default().into_bytes(),
+    };
+    match send_all([&request], 1).pop() {
+        Some(Ok(response)) => Ok(response),
+        Some(Err(Failure::Refused(code) | Failure::Transport(code) | Failure::Invalid(code))) => Err(code),
+        None => Err("no outcome".into()),
+    }
 }
 
 export!(Component);
