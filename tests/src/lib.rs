@@ -236,6 +236,24 @@ impl Js {
         Ok(())
     }
 
+    /// Messages of `stream` that `consumer` has not ACKed yet: those never
+    /// delivered plus those delivered and awaiting an ACK.
+    ///
+    /// Exact for a consumer that sees every subject of its stream. It does not
+    /// add `num_pending`, because while a NAKed message waits for redelivery
+    /// the server may count it there and in `num_ack_pending` at once.
+    pub async fn unacked(&self, stream: &str, consumer: &str) -> anyhow::Result<u64> {
+        let mut stream = self.context.get_stream(stream).await?;
+        let last_sequence = stream.info().await.map_err(|err| anyhow::anyhow!("stream info: {err}"))?.state.last_sequence;
+        let mut consumer: jetstream::consumer::PullConsumer = stream
+            .get_consumer(consumer)
+            .await
+            .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
+        let info = consumer.info().await.map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
+        let never_delivered = last_sequence.saturating_sub(info.delivered.stream_sequence);
+        Ok(never_delivered + info.num_ack_pending as u64)
+    }
+
     /// `(num_pending, num_ack_pending)` of a consumer.
     pub async fn consumer_backlog(&self, stream: &str, consumer: &str) -> anyhow::Result<(u64, u64)> {
         let stream = self.context.get_stream(stream).await?;

@@ -132,13 +132,36 @@ impl Origin {
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.https { "https" } else { "http" };
-        match &self.host {
-            HostPattern::Name(name) => write!(f, "{scheme}://{name}:{}", self.port),
-            HostPattern::Address(IpAddr::V6(address)) => write!(f, "{scheme}://[{address}]:{}", self.port),
-            HostPattern::Address(address) => write!(f, "{scheme}://{address}:{}", self.port),
-            HostPattern::Subdomains(suffix) => write!(f, "{scheme}://*.{suffix}:{}", self.port),
+        write_origin(f, self.https, &self.host, self.port)
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Name(name) => f.write_str(name),
+            HostPattern::Address(address) => write_address(f, *address),
+            HostPattern::Subdomains(suffix) => write!(f, "*.{suffix}"),
         }
+    }
+}
+
+/// `scheme://host:port`, for logs and descriptions.
+fn write_origin(
+    f: &mut std::fmt::Formatter<'_>,
+    https: bool,
+    host: &dyn std::fmt::Display,
+    port: u16,
+) -> std::fmt::Result {
+    let scheme = if https { "https" } else { "http" };
+    write!(f, "{scheme}://{host}:{port}")
+}
+
+/// An address as a URL host: IPv6 in brackets.
+fn write_address(f: &mut std::fmt::Formatter<'_>, address: IpAddr) -> std::fmt::Result {
+    match address {
+        IpAddr::V6(v6) => write!(f, "[{v6}]"),
+        IpAddr::V4(v4) => write!(f, "{v4}"),
     }
 }
 
@@ -597,7 +620,7 @@ async fn send(http: Http, request: Request<WasiBody>) -> Result<(Response<WasiBo
     let target = Target::from_uri(request.uri()).ok_or(HttpError::HttpRequestUriInvalid)?;
     let Some(granted) = http.find(&target) else {
         tracing::warn!(
-            target_origin = %origin_of(&target),
+            target_origin = %target,
             "plugin request refused: origin not granted (plugin.grants.http)"
         );
         return Err(HttpError::HttpRequestDenied);
@@ -608,8 +631,7 @@ async fn send(http: Http, request: Request<WasiBody>) -> Result<(Response<WasiBo
         .await
         .map_err(|_| HttpError::InternalError(Some("request slots closed".to_string())))?;
     let address = within(deadline, granted.resolve(&target), HttpError::DnsTimeout).await??;
-    let request = read_body(request, granted.max_request_body_bytes, deadline).await?;
-    let (mut request, body) = request;
+    let (mut request, body) = read_body(request, granted.max_request_body_bytes, deadline).await?;
     granted.credentials.apply(&mut request, &body)?;
     strip_to_origin_form(&mut request)?;
     let stream = within(deadline, tokio::net::TcpStream::connect(address), HttpError::ConnectionTimeout)
@@ -638,12 +660,18 @@ async fn send(http: Http, request: Request<WasiBody>) -> Result<(Response<WasiBo
     Ok((response, Box::new(async { Ok(()) })))
 }
 
-fn origin_of(target: &Target) -> String {
-    let scheme = if target.https { "https" } else { "http" };
-    match &target.host {
-        TargetHost::Name(name) => format!("{scheme}://{name}:{}", target.port),
-        TargetHost::Address(IpAddr::V6(address)) => format!("{scheme}://[{address}]:{}", target.port),
-        TargetHost::Address(address) => format!("{scheme}://{address}:{}", target.port),
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_origin(f, self.https, &self.host, self.port)
+    }
+}
+
+impl std::fmt::Display for TargetHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetHost::Name(name) => f.write_str(name),
+            TargetHost::Address(address) => write_address(f, *address),
+        }
     }
 }
 
