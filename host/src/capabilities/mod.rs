@@ -7,11 +7,12 @@
 //! 2. **apply**: add it to a new instance's WASI context;
 //! 3. **describe**: say what it allows, for logs and `sinkhost inspect`.
 //!
-//! Directories (`files`) and outgoing HTTP (`http`) exist today; SQL
-//! connections are a sibling to come.
+//! Directories (`files`), outgoing HTTP (`http`) and database connections
+//! (`sql`) exist today.
 
 pub mod files;
 pub mod http;
+pub mod sql;
 
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -19,6 +20,7 @@ use crate::config::Grants;
 
 pub use files::Files;
 pub use http::{Http, HttpHooks};
+pub use sql::Sql;
 
 /// A grant that cannot be honoured on this host.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,7 @@ pub trait Capability: Sized {
 pub struct PreparedGrants {
     files: Files,
     http: Http,
+    sql: Sql,
 }
 
 impl PreparedGrants {
@@ -62,6 +65,7 @@ impl PreparedGrants {
         Ok(Self {
             files: Files::prepare(&grants.files)?,
             http: Http::prepare(&grants.http)?,
+            sql: Sql::prepare(&grants.sql)?,
         })
     }
 
@@ -78,11 +82,17 @@ impl PreparedGrants {
         self.http.hooks()
     }
 
-    /// Whether the named grant (`files`, `http`) lists anything.
+    /// The granted databases, shared by every instance.
+    pub fn sql(&self) -> &Sql {
+        &self.sql
+    }
+
+    /// Whether the named grant (`files`, `http`, `sql`) lists anything.
     pub fn has(&self, grant: &str) -> bool {
         match grant {
             Files::NAME => !self.files.is_empty(),
             Http::NAME => !self.http.is_empty(),
+            Sql::NAME => !self.sql.is_empty(),
             _ => false,
         }
     }
@@ -91,6 +101,7 @@ impl PreparedGrants {
     pub fn describe(&self) -> Vec<String> {
         let mut lines = self.files.describe();
         lines.extend(self.http.describe());
+        lines.extend(self.sql.describe());
         lines
     }
 }
@@ -137,6 +148,7 @@ pub fn import_need(name: &str) -> ImportNeed {
         "sinkhost:sink" if interface == "sinkhost:sink/log" || interface == "sinkhost:sink/types" => {
             ImportNeed::Provided
         }
+        "sinkhost:sink" if interface == "sinkhost:sink/sql" => ImportNeed::Grant(Sql::NAME),
         _ => ImportNeed::Unsupported("unknown interface"),
     }
 }
@@ -153,6 +165,7 @@ mod tests {
         assert!(matches!(import_need("wasi:sockets/tcp@0.2.0"), ImportNeed::Denied(_)));
         assert_eq!(import_need("wasi:http/outgoing-handler@0.2.0"), ImportNeed::Grant("http"));
         assert_eq!(import_need("wasi:http/types@0.2.6"), ImportNeed::Grant("http"));
+        assert_eq!(import_need("sinkhost:sink/sql@0.1.0"), ImportNeed::Grant("sql"));
         assert!(matches!(import_need("wasi:http/incoming-handler@0.2.0"), ImportNeed::Unsupported(_)));
         assert!(matches!(import_need("acme:evil/thing"), ImportNeed::Unsupported(_)));
     }

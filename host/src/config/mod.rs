@@ -18,6 +18,7 @@ mod logging;
 mod message_metadata;
 mod nats;
 mod plugin;
+mod sql;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,7 @@ pub use message_metadata::{
 };
 pub use nats::NatsConfig;
 pub use plugin::{FileAccess, FileGrant, Grants, HttpAuth, HttpGrant, PluginConfig, PluginLimits};
+pub use sql::{SqlDriver, SqlGrant, StatementKind};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]

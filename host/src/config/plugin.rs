@@ -41,6 +41,9 @@ pub struct Grants {
     /// Origins the plugin may send HTTP requests to (through `wasi:http`).
     #[serde(default)]
     pub http: Vec<HttpGrant>,
+    /// Database connections the plugin may use through the `sql` interface.
+    #[serde(default)]
+    pub sql: Vec<super::SqlGrant>,
 }
 
 /// Default per-request deadline of an HTTP grant.
@@ -231,6 +234,7 @@ impl PluginConfig {
         for (index, grant) in self.grants.http.iter().enumerate() {
             grant.validate(&format!("plugin.grants.http[{index}]"))?;
         }
+        super::sql::validate_grants(&self.grants.sql)?;
         let limits = &self.limits;
         if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&limits.memory_mb) {
             return Err(Invalid::new(

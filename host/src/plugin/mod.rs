@@ -406,7 +406,8 @@ impl PluginHost {
             .apply(&mut wasi)
             .map_err(|err| PluginFault::Init { message: err.to_string() })?;
         let memory_bytes = usize::try_from(inner.limits.memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
-        let state = StoreState::with_http(wasi.build(), inner.grants.http_hooks(), memory_bytes, log);
+        let state = StoreState::with_http(wasi.build(), inner.grants.http_hooks(), memory_bytes, log)
+            .with_sql(inner.grants.sql().clone());
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut context| Ok(context.data_mut().deadline.on_tick()));

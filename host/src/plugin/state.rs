@@ -14,7 +14,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capabilities::HttpHooks;
+use crate::capabilities::{HttpHooks, Sql};
 
 /// Longest log line kept from a plugin; the rest is cut, so one huge line
 /// cannot flood the host log.
@@ -44,6 +44,9 @@ pub struct StoreState {
     http: WasiHttpCtx,
     /// Where the plugin's `wasi:http` requests go: only to granted origins.
     http_hooks: HttpHooks,
+    /// The databases granted to the plugin (`sql` interface); its open
+    /// transactions live in `table`.
+    pub sql: Sql,
     /// Memory accounting; tells a memory-limit trap from other traps.
     pub limiter: MemoryLimiter,
     /// The current call's deadline.
@@ -60,10 +63,22 @@ impl StoreState {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             http_hooks,
+            sql: Sql::default(),
             limiter: MemoryLimiter::new(memory_limit_bytes),
             deadline: Deadline::default(),
             log,
         }
+    }
+
+    /// The same state with `sql` granted.
+    pub fn with_sql(mut self, sql: Sql) -> Self {
+        self.sql = sql;
+        self
+    }
+
+    /// The table of the instance's resources (WASI handles, transactions).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 
     /// Prepares the state for a new call: deadline armed, output budget

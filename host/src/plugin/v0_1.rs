@@ -5,7 +5,7 @@
 //! WIT is frozen under `wit/versions/` and keeps its module here, so plugins
 //! built against it keep working.
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::Store;
 
 use super::state::{LogLevel, StoreState};
@@ -14,19 +14,25 @@ use crate::envelope::Envelope;
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "plugin",
-    imports: { default: async },
+    // The widest world of this version: a component that imports less (no
+    // `sql`) links against it just the same.
+    world: "sql-plugin",
+    imports: { "sinkhost:sink/sql@0.1.0": async | trappable, default: async },
     exports: { default: async },
+    with: { "sinkhost:sink/sql.transaction": crate::capabilities::sql::Transaction },
 });
 
+use self::sinkhost::sink::sql as wit_sql;
 use self::sinkhost::sink::types as wit;
+use crate::capabilities::sql::{SqlError, SqlErrorKind, SqlRows, SqlValue, Transaction};
 
 /// The WIT version this module binds.
 pub const VERSION: &str = "0.1.0";
 
-/// Adds this version's host imports (the `log` interface) to a linker.
+/// Adds this version's host imports (`log` and `sql`) to a linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    self::sinkhost::sink::log::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
+    self::sinkhost::sink::log::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
+    wit_sql::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
 }
 
 impl self::sinkhost::sink::log::Host for StoreState {
@@ -45,14 +51,127 @@ impl self::sinkhost::sink::log::Host for StoreState {
 
 impl self::sinkhost::sink::types::Host for StoreState {}
 
+impl wit_sql::Host for StoreState {
+    async fn begin(&mut self, connection: String) -> wasmtime::Result<Result<Resource<Transaction>, wit_sql::SqlError>> {
+        match self.sql.begin(&connection).await {
+            Ok(transaction) => Ok(Ok(self.table().push(transaction)?)),
+            Err(error) => Ok(Err(sql_error_to_wit(error))),
+        }
+    }
+
+    async fn columns(&mut self, connection: String, table: String) -> wasmtime::Result<Result<Vec<String>, wit_sql::SqlError>> {
+        Ok(self.sql.columns(&connection, &table).await.map_err(sql_error_to_wit))
+    }
+}
+
+impl wit_sql::HostTransaction for StoreState {
+    async fn execute(
+        &mut self,
+        transaction: Resource<Transaction>,
+        statement: String,
+        params: Vec<wit_sql::Value>,
+    ) -> wasmtime::Result<Result<u64, wit_sql::SqlError>> {
+        let params: Vec<SqlValue> = params.into_iter().map(value_from_wit).collect();
+        let transaction = self.table().get_mut(&transaction)?;
+        Ok(transaction.execute(&statement, &params).await.map_err(sql_error_to_wit))
+    }
+
+    async fn execute_many(
+        &mut self,
+        transaction: Resource<Transaction>,
+        statement: String,
+        rows: Vec<Vec<wit_sql::Value>>,
+    ) -> wasmtime::Result<Result<u64, wit_sql::SqlError>> {
+        let rows: Vec<Vec<SqlValue>> =
+            rows.into_iter().map(|row| row.into_iter().map(value_from_wit).collect()).collect();
+        let transaction = self.table().get_mut(&transaction)?;
+        Ok(transaction.execute_many(&statement, &rows).await.map_err(sql_error_to_wit))
+    }
+
+    async fn query(
+        &mut self,
+        transaction: Resource<Transaction>,
+        statement: String,
+        params: Vec<wit_sql::Value>,
+    ) -> wasmtime::Result<Result<wit_sql::Rows, wit_sql::SqlError>> {
+        let params: Vec<SqlValue> = params.into_iter().map(value_from_wit).collect();
+        let transaction = self.table().get_mut(&transaction)?;
+        Ok(transaction.query(&statement, &params).await.map(rows_to_wit).map_err(sql_error_to_wit))
+    }
+
+    async fn commit(&mut self, transaction: Resource<Transaction>) -> wasmtime::Result<Result<(), wit_sql::SqlError>> {
+        let transaction = self.table().get_mut(&transaction)?;
+        Ok(transaction.commit().await.map_err(sql_error_to_wit))
+    }
+
+    async fn rollback(&mut self, transaction: Resource<Transaction>) -> wasmtime::Result<Result<(), wit_sql::SqlError>> {
+        let transaction = self.table().get_mut(&transaction)?;
+        Ok(transaction.rollback().await.map_err(sql_error_to_wit))
+    }
+
+    async fn drop(&mut self, transaction: Resource<Transaction>) -> wasmtime::Result<()> {
+        let transaction = self.table().delete(transaction)?;
+        transaction.close().await;
+        Ok(())
+    }
+}
+
+fn value_from_wit(value: wit_sql::Value) -> SqlValue {
+    use wit_sql::Value;
+    match value {
+        Value::Null => SqlValue::Null,
+        Value::Boolean(flag) => SqlValue::Boolean(flag),
+        Value::Integer(number) => SqlValue::Integer(number),
+        Value::Float(number) => SqlValue::Float(number),
+        Value::Text(text) => SqlValue::Text(text),
+        Value::Bytes(bytes) => SqlValue::Bytes(bytes),
+        Value::Json(text) => SqlValue::Json(text),
+        Value::Timestamp(nanos) => SqlValue::Timestamp(nanos),
+    }
+}
+
+fn value_to_wit(value: SqlValue) -> wit_sql::Value {
+    use wit_sql::Value;
+    match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Boolean(flag) => Value::Boolean(flag),
+        SqlValue::Integer(number) => Value::Integer(number),
+        SqlValue::Float(number) => Value::Float(number),
+        SqlValue::Text(text) => Value::Text(text),
+        SqlValue::Bytes(bytes) => Value::Bytes(bytes),
+        SqlValue::Json(text) => Value::Json(text),
+        SqlValue::Timestamp(nanos) => Value::Timestamp(nanos),
+    }
+}
+
+fn rows_to_wit(rows: SqlRows) -> wit_sql::Rows {
+    wit_sql::Rows {
+        columns: rows.columns,
+        rows: rows.rows.into_iter().map(|row| row.into_iter().map(value_to_wit).collect()).collect(),
+    }
+}
+
+fn sql_error_to_wit(error: SqlError) -> wit_sql::SqlError {
+    wit_sql::SqlError {
+        kind: match error.kind {
+            SqlErrorKind::Transient => wit_sql::ErrorKind::Transient,
+            SqlErrorKind::Permanent => wit_sql::ErrorKind::Permanent,
+            SqlErrorKind::Refused => wit_sql::ErrorKind::Refused,
+        },
+        code: error.code,
+        row: error.row,
+        message: error.message,
+    }
+}
+
 /// Pre-linked component of this version: instantiating it is cheap.
 #[derive(Clone)]
-pub struct Prepared(PluginPre<StoreState>);
+pub struct Prepared(SqlPluginPre<StoreState>);
 
 impl Prepared {
     /// Links the component against the host's imports.
     pub fn new(linker: &Linker<StoreState>, component: &Component) -> wasmtime::Result<Self> {
-        Ok(Self(PluginPre::new(linker.instantiate_pre(component)?)?))
+        Ok(Self(SqlPluginPre::new(linker.instantiate_pre(component)?)?))
     }
 
     /// A new instance in `store`.
@@ -62,7 +181,7 @@ impl Prepared {
 }
 
 /// An instance's exports.
-pub struct Bindings(Plugin);
+pub struct Bindings(SqlPlugin);
 
 impl Bindings {
     /// Calls `init`; `Ok(Err(message))` is the plugin refusing its config.

@@ -1,0 +1,243 @@
+//! MySQL and MariaDB through `sqlx`.
+//!
+//! Statements are prepared and cached per connection by sqlx. MySQL converts
+//! bound values to the column's type itself, so values are bound as their
+//! natural type: `json` as text, `timestamp` as a UTC `DATETIME` (sqlx sets
+//! the session time zone to UTC on connect).
+
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions, MySqlRow};
+use sqlx::pool::PoolConnection;
+// The `Executor` methods return boxed futures: `Query::execute` is generic
+// over the executor and its future cannot be proven `Send` inside wasmtime's
+// host calls.
+use sqlx::{Column as _, Executor as _, MySql, Row as _, TypeInfo as _, ValueRef as _};
+
+use super::endpoint::Endpoint;
+use super::{catalog_name, SqlError, SqlErrorKind, SqlRows, SqlValue, MAX_QUERY_ROWS};
+use crate::config::SqlDriver;
+
+/// Server error numbers after which the same batch can succeed later:
+/// too many connections (1040), shutdown (1053), lock wait timeout (1205),
+/// deadlock (1213), query interrupted (1317), connection killed (1927),
+/// statement time limits (1969 MariaDB, 3024 MySQL), server gone (2006,
+/// 2013).
+const TRANSIENT_ERRORS: &[u16] = &[1040, 1053, 1205, 1213, 1317, 1927, 1969, 2006, 2013, 3024];
+
+/// A lazy pool; each connection is pinged before reuse.
+pub struct Pool(sqlx::MySqlPool);
+
+impl Pool {
+    /// A pool of `size` connections to `endpoint`; connects nothing yet.
+    pub fn new(endpoint: &Endpoint, size: u32, connect_timeout: Duration) -> Result<Self, String> {
+        let options = MySqlConnectOptions::new()
+            .host(&endpoint.host)
+            .port(endpoint.port)
+            .database(&endpoint.service)
+            .username(&endpoint.user)
+            .password(&endpoint.password);
+        let pool = MySqlPoolOptions::new()
+            .max_connections(size)
+            .min_connections(0)
+            .acquire_timeout(connect_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Self(pool))
+    }
+
+    /// Takes a connection and starts a transaction.
+    pub async fn begin(&self, _statement_timeout: Duration) -> Result<Transaction, SqlError> {
+        // The host's timeout bounds every call; MySQL and MariaDB disagree on
+        // the server-side variable, so none is set here.
+        let mut connection = self.0.acquire().await.map_err(classify)?;
+        (&mut *connection).execute("START TRANSACTION").await.map_err(classify)?;
+        Ok(Transaction { connection: Some(connection) })
+    }
+
+    /// The table's columns, from `information_schema`.
+    pub async fn columns(&self, table: &str) -> Result<Vec<String>, SqlError> {
+        let (schema, name) = catalog_name(SqlDriver::Mysql, table);
+        let query = sqlx::query(
+            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+             WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? ORDER BY ordinal_position",
+        )
+        .bind(schema)
+        .bind(name);
+        let rows = (&self.0).fetch_all(query).await.map_err(classify)?;
+        rows.iter().map(|row| row.try_get::<String, _>(0).map_err(classify)).collect()
+    }
+}
+
+/// An open transaction.
+pub struct Transaction {
+    connection: Option<PoolConnection<MySql>>,
+}
+
+type MySqlQuery<'q> = sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments>;
+
+fn bind<'q>(mut query: MySqlQuery<'q>, params: &'q [SqlValue]) -> Result<MySqlQuery<'q>, SqlError> {
+    for value in params {
+        query = match value {
+            SqlValue::Null => query.bind(None::<String>),
+            SqlValue::Boolean(flag) => query.bind(*flag),
+            SqlValue::Integer(number) => query.bind(*number),
+            SqlValue::Float(number) => query.bind(*number),
+            SqlValue::Text(text) | SqlValue::Json(text) => query.bind(text.as_str()),
+            SqlValue::Bytes(bytes) => query.bind(bytes.as_slice()),
+            SqlValue::Timestamp(nanos) => {
+                let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*nanos))
+                    .map_err(|_| SqlError::permanent("a timestamp value is out of range"))?;
+                query.bind(time)
+            }
+        };
+    }
+    Ok(query)
+}
+
+impl Transaction {
+    fn connection(&mut self) -> Result<&mut MySqlConnection, SqlError> {
+        self.connection
+            .as_mut()
+            .map(|connection| &mut **connection)
+            .ok_or_else(|| SqlError::transient("the connection is closed"))
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+        let query = bind(sqlx::query(sql), params)?;
+        let done = self.connection()?.execute(query).await.map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Runs one statement per row (prepared once, cached by sqlx).
+    pub async fn execute_many(&mut self, sql: &str, rows: &[Vec<SqlValue>]) -> Result<u64, SqlError> {
+        let mut affected = 0;
+        for (index, row) in rows.iter().enumerate() {
+            let query = bind(sqlx::query(sql), row).map_err(|err| err.at_row(index))?;
+            let done = self
+                .connection()?
+                .execute(query)
+                .await
+                .map_err(|err| classify(err).at_row(index))?;
+            affected += done.rows_affected();
+        }
+        Ok(affected)
+    }
+
+    /// Runs one query.
+    pub async fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<SqlRows, SqlError> {
+        let query = bind(sqlx::query(sql), params)?;
+        let rows = self.connection()?.fetch_all(query).await.map_err(classify)?;
+        if rows.len() > MAX_QUERY_ROWS {
+            return Err(SqlError::permanent(format!(
+                "the query returned {} rows; at most {MAX_QUERY_ROWS} may be returned",
+                rows.len()
+            )));
+        }
+        let columns = rows
+            .first()
+            .map(|row| row.columns().iter().map(|column| column.name().to_string()).collect())
+            .unwrap_or_default();
+        let values = rows.iter().map(decode_row).collect::<Result<_, _>>()?;
+        Ok(SqlRows { columns, rows: values })
+    }
+
+    /// Commits.
+    pub async fn commit(&mut self) -> Result<(), SqlError> {
+        self.finish("COMMIT").await
+    }
+
+    /// Rolls back.
+    pub async fn rollback(&mut self) -> Result<(), SqlError> {
+        self.finish("ROLLBACK").await
+    }
+
+    async fn finish(&mut self, command: &'static str) -> Result<(), SqlError> {
+        let outcome = self.connection()?.execute(command).await.map(|_| ()).map_err(classify);
+        if outcome.is_err() {
+            self.abandon_now();
+        }
+        outcome
+    }
+
+    /// Closes the connection instead of returning it to the pool; the server
+    /// rolls back whatever was open.
+    pub fn abandon(mut self) {
+        self.abandon_now();
+    }
+
+    fn abandon_now(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            connection.close_on_drop();
+        }
+    }
+}
+
+fn decode_row(row: &MySqlRow) -> Result<Vec<SqlValue>, SqlError> {
+    (0..row.len()).map(|index| decode_cell(row, index)).collect()
+}
+
+fn decode_cell(row: &MySqlRow, index: usize) -> Result<SqlValue, SqlError> {
+    let raw = row.try_get_raw(index).map_err(classify)?;
+    if raw.is_null() {
+        return Ok(SqlValue::Null);
+    }
+    let type_name = raw.type_info().name().to_string();
+    let unsupported = || {
+        SqlError::permanent(format!(
+            "column {} has type {type_name}, which cannot be returned; cast it to CHAR in the query",
+            row.columns()[index].name()
+        ))
+    };
+    let base = type_name.split_whitespace().next().unwrap_or_default();
+    let value = match base {
+        "BOOLEAN" => SqlValue::Boolean(row.try_get_unchecked::<bool, _>(index).map_err(classify)?),
+        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" if type_name.ends_with("UNSIGNED") => {
+            let number = row.try_get_unchecked::<u64, _>(index).map_err(classify)?;
+            SqlValue::Integer(i64::try_from(number).map_err(|_| unsupported())?)
+        }
+        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
+            SqlValue::Integer(row.try_get_unchecked::<i64, _>(index).map_err(classify)?)
+        }
+        "FLOAT" => SqlValue::Float(row.try_get_unchecked::<f32, _>(index).map_err(classify)?.into()),
+        "DOUBLE" => SqlValue::Float(row.try_get_unchecked::<f64, _>(index).map_err(classify)?),
+        "JSON" => SqlValue::Json(row.try_get_unchecked::<String, _>(index).map_err(classify)?),
+        "CHAR" | "VARCHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" | "DECIMAL" => {
+            SqlValue::Text(row.try_get_unchecked::<String, _>(index).map_err(classify)?)
+        }
+        "BINARY" | "VARBINARY" | "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BIT" => {
+            SqlValue::Bytes(row.try_get_unchecked::<Vec<u8>, _>(index).map_err(classify)?)
+        }
+        "DATETIME" | "TIMESTAMP" => {
+            let time = row.try_get_unchecked::<time::PrimitiveDateTime, _>(index).map_err(classify)?;
+            let nanos = time.assume_utc().unix_timestamp_nanos();
+            SqlValue::Timestamp(i64::try_from(nanos).map_err(|_| unsupported())?)
+        }
+        _ => return Err(unsupported()),
+    };
+    Ok(value)
+}
+
+/// Sorts a driver error into transient or permanent; keeps the error number.
+fn classify(error: sqlx::Error) -> SqlError {
+    match &error {
+        sqlx::Error::Database(database) => {
+            let Some(mysql) = database.try_downcast_ref::<MySqlDatabaseError>() else {
+                return SqlError::permanent(format!("MySQL: {database}"));
+            };
+            let number = mysql.number();
+            let state = mysql.code().unwrap_or_default();
+            let transient = TRANSIENT_ERRORS.contains(&number) || state.starts_with("08") || state.starts_with("40");
+            let kind = if transient { SqlErrorKind::Transient } else { SqlErrorKind::Permanent };
+            SqlError::new(kind, Some(number.to_string()), format!("MySQL {number} ({state}): {}", mysql.message()))
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => SqlError::transient(format!("MySQL: {error}")),
+        _ => SqlError::permanent(format!("MySQL: {error}")),
+    }
+}

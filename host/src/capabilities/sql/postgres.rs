@@ -1,0 +1,367 @@
+//! PostgreSQL through `tokio-postgres`, pooled by `deadpool-postgres`.
+//!
+//! Statements are prepared (and cached per connection), so the server says
+//! which type each placeholder has and a plugin's value is encoded for that
+//! type: an `integer` binds to `smallint`, `integer`, `bigint` or a float
+//! column, `text` and `json` to `json`/`jsonb`/`text`, a `timestamp` to
+//! `timestamptz`/`timestamp`, and `null` to anything. A value that cannot
+//! fit is a permanent error naming the parameter's position and type.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use deadpool_postgres::{Manager, ManagerConfig, Object, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
+use tokio_postgres::NoTls;
+
+use super::endpoint::Endpoint;
+use super::{catalog_name, SqlError, SqlErrorKind, SqlRows, SqlValue, MAX_QUERY_ROWS};
+use crate::config::SqlDriver;
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const POSTGRES_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// A lazy pool: connections are opened on demand and checked (a round trip)
+/// before each reuse, so a restarted server costs one failed batch at most.
+pub struct Pool(deadpool_postgres::Pool);
+
+impl Pool {
+    /// A pool of `size` connections to `endpoint`; connects nothing yet.
+    pub fn new(endpoint: &Endpoint, size: u32, connect_timeout: Duration) -> Result<Self, String> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&endpoint.host)
+            .port(endpoint.port)
+            .dbname(&endpoint.service)
+            .user(&endpoint.user)
+            .password(endpoint.password.as_bytes())
+            .application_name("sinkhost")
+            .connect_timeout(connect_timeout);
+        let manager = Manager::from_config(config, NoTls, ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        });
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(size as usize)
+            .wait_timeout(Some(connect_timeout))
+            .create_timeout(Some(connect_timeout))
+            .recycle_timeout(Some(connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|err| format!("cannot build the connection pool: {err}"))?;
+        Ok(Self(pool))
+    }
+
+    /// Takes a connection and starts a transaction with the server-side
+    /// statement timeout set.
+    pub async fn begin(&self, statement_timeout: Duration) -> Result<Transaction, SqlError> {
+        let client = self.connection().await?;
+        let begin = format!("BEGIN; SET LOCAL statement_timeout = {}", statement_timeout.as_millis());
+        client.batch_execute(&begin).await.map_err(classify)?;
+        Ok(Transaction { client: Some(client) })
+    }
+
+    async fn connection(&self) -> Result<Object, SqlError> {
+        self.0.get().await.map_err(|err| match err {
+            deadpool_postgres::PoolError::Backend(err) => classify(err),
+            other => SqlError::transient(format!("no PostgreSQL connection: {other}")),
+        })
+    }
+
+    /// The table's columns, from `information_schema`.
+    pub async fn columns(&self, table: &str) -> Result<Vec<String>, SqlError> {
+        let (schema, name) = catalog_name(SqlDriver::Postgres, table);
+        let client = self.connection().await?;
+        let rows = client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2 \
+                 ORDER BY ordinal_position",
+                &[&schema, &name],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter().map(|row| row.try_get::<_, String>(0).map_err(classify)).collect()
+    }
+}
+
+/// An open transaction.
+pub struct Transaction {
+    client: Option<Object>,
+}
+
+impl Transaction {
+    fn client(&self) -> Result<&Object, SqlError> {
+        self.client.as_ref().ok_or_else(|| SqlError::transient("the connection is closed"))
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+        let client = self.client()?;
+        let statement = client.prepare_cached(sql).await.map_err(classify)?;
+        client.execute_raw(&statement, params.iter().map(Param)).await.map_err(classify)
+    }
+
+    /// Runs one statement per row, prepared once, pipelined in one
+    /// transaction.
+    pub async fn execute_many(&mut self, sql: &str, rows: &[Vec<SqlValue>]) -> Result<u64, SqlError> {
+        let client = self.client()?;
+        let statement = client.prepare_cached(sql).await.map_err(classify)?;
+        let mut affected = 0;
+        for (index, row) in rows.iter().enumerate() {
+            affected += client
+                .execute_raw(&statement, row.iter().map(Param))
+                .await
+                .map_err(|err| classify(err).at_row(index))?;
+        }
+        Ok(affected)
+    }
+
+    /// Runs one query.
+    pub async fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<SqlRows, SqlError> {
+        let client = self.client()?;
+        let statement = client.prepare_cached(sql).await.map_err(classify)?;
+        let refs: Vec<Param<'_>> = params.iter().map(Param).collect();
+        let dyn_refs: Vec<&(dyn ToSql + Sync)> = refs.iter().map(|param| param as &(dyn ToSql + Sync)).collect();
+        let rows = client.query(&statement, &dyn_refs).await.map_err(classify)?;
+        if rows.len() > MAX_QUERY_ROWS {
+            return Err(SqlError::permanent(format!(
+                "the query returned {} rows; at most {MAX_QUERY_ROWS} may be returned",
+                rows.len()
+            )));
+        }
+        let columns = statement.columns().iter().map(|column| column.name().to_string()).collect();
+        let mut values = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for index in 0..row.len() {
+                cells.push(row.try_get::<_, Cell>(index).map_err(classify)?.0);
+            }
+            values.push(cells);
+        }
+        Ok(SqlRows { columns, rows: values })
+    }
+
+    /// Commits.
+    pub async fn commit(&mut self) -> Result<(), SqlError> {
+        self.finish("COMMIT").await
+    }
+
+    /// Rolls back.
+    pub async fn rollback(&mut self) -> Result<(), SqlError> {
+        self.finish("ROLLBACK").await
+    }
+
+    async fn finish(&mut self, command: &str) -> Result<(), SqlError> {
+        let outcome = self.client()?.batch_execute(command).await.map_err(classify);
+        if outcome.is_err() {
+            // Whatever state the session is in, nobody else gets it.
+            self.abandon_now();
+        }
+        outcome
+    }
+
+    /// Closes the connection instead of returning it to the pool; the server
+    /// rolls back whatever was open.
+    pub fn abandon(mut self) {
+        self.abandon_now();
+    }
+
+    fn abandon_now(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+/// A plugin's value bound to a placeholder of the type the server inferred.
+#[derive(Debug)]
+struct Param<'a>(&'a SqlValue);
+
+/// A value that does not fit the placeholder's type: a permanent error.
+#[derive(Debug)]
+struct BindError(String);
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for BindError {}
+
+type BoxError = Box<dyn StdError + Sync + Send>;
+
+fn mismatch(value: &SqlValue, ty: &Type) -> BoxError {
+    Box::new(BindError(format!("a {} value cannot be bound to a parameter of type {ty}", value.kind_name())))
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        let value = self.0;
+        match value {
+            SqlValue::Null => Ok(IsNull::Yes),
+            SqlValue::Boolean(flag) if *ty == Type::BOOL => flag.to_sql(ty, out),
+            SqlValue::Integer(number) => match *ty {
+                Type::INT2 => i16::try_from(*number).map_err(|_| out_of_range(value, ty))?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*number).map_err(|_| out_of_range(value, ty))?.to_sql(ty, out),
+                Type::INT8 => number.to_sql(ty, out),
+                Type::FLOAT4 => (*number as f32).to_sql(ty, out),
+                Type::FLOAT8 => (*number as f64).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR => number.to_string().as_str().to_sql(ty, out),
+                _ => Err(mismatch(value, ty)),
+            },
+            SqlValue::Float(number) => match *ty {
+                Type::FLOAT4 => (*number as f32).to_sql(ty, out),
+                Type::FLOAT8 => number.to_sql(ty, out),
+                _ => Err(mismatch(value, ty)),
+            },
+            SqlValue::Text(text) | SqlValue::Json(text) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => text.as_str().to_sql(ty, out),
+                Type::JSON => {
+                    out.put_slice(text.as_bytes());
+                    Ok(IsNull::No)
+                }
+                Type::JSONB => {
+                    // jsonb's binary form: a version byte, then the text.
+                    out.put_u8(1);
+                    out.put_slice(text.as_bytes());
+                    Ok(IsNull::No)
+                }
+                _ => Err(mismatch(value, ty)),
+            },
+            SqlValue::Bytes(bytes) if *ty == Type::BYTEA => bytes.as_slice().to_sql(ty, out),
+            SqlValue::Timestamp(nanos) if *ty == Type::TIMESTAMPTZ || *ty == Type::TIMESTAMP => {
+                out.put_i64(nanos.div_euclid(1_000) - POSTGRES_EPOCH_OFFSET_MICROS);
+                Ok(IsNull::No)
+            }
+            _ => Err(mismatch(value, ty)),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        // Every type is tried; `to_sql` refuses what does not fit.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn out_of_range(value: &SqlValue, ty: &Type) -> BoxError {
+    Box::new(BindError(format!("a {} value is out of range for a parameter of type {ty}", value.kind_name())))
+}
+
+/// One cell of a result row, decoded by its column type.
+struct Cell(SqlValue);
+
+impl<'a> FromSql<'a> for Cell {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        let value = match *ty {
+            Type::BOOL => SqlValue::Boolean(bool::from_sql(ty, raw)?),
+            Type::INT2 => SqlValue::Integer(i16::from_sql(ty, raw)?.into()),
+            Type::INT4 => SqlValue::Integer(i32::from_sql(ty, raw)?.into()),
+            Type::INT8 => SqlValue::Integer(i64::from_sql(ty, raw)?),
+            Type::FLOAT4 => SqlValue::Float(f32::from_sql(ty, raw)?.into()),
+            Type::FLOAT8 => SqlValue::Float(f64::from_sql(ty, raw)?),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => SqlValue::Text(String::from_sql(ty, raw)?),
+            Type::JSON => SqlValue::Json(std::str::from_utf8(raw)?.to_string()),
+            Type::JSONB => SqlValue::Json(std::str::from_utf8(raw.get(1..).unwrap_or_default())?.to_string()),
+            Type::BYTEA => SqlValue::Bytes(raw.to_vec()),
+            Type::TIMESTAMPTZ | Type::TIMESTAMP => {
+                let micros = i64::from_sql(&Type::INT8, raw)?;
+                SqlValue::Timestamp(micros.saturating_add(POSTGRES_EPOCH_OFFSET_MICROS).saturating_mul(1_000))
+            }
+            _ => {
+                return Err(Box::new(BindError(format!(
+                    "a column of type {ty} cannot be returned; cast it to text in the query"
+                ))))
+            }
+        };
+        Ok(Cell(value))
+    }
+
+    fn from_sql_null(_ty: &Type) -> Result<Self, BoxError> {
+        Ok(Cell(SqlValue::Null))
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+}
+
+/// Sorts a driver error into transient, permanent; keeps SQLSTATE.
+fn classify(error: tokio_postgres::Error) -> SqlError {
+    if let Some(db) = error.as_db_error() {
+        let state = db.code();
+        let kind = if is_transient_state(state) { SqlErrorKind::Transient } else { SqlErrorKind::Permanent };
+        let mut message = format!("PostgreSQL {}: {}", state.code(), db.message());
+        if let Some(constraint) = db.constraint() {
+            message.push_str(&format!(" (constraint {constraint})"));
+        }
+        return SqlError::new(kind, Some(state.code().to_string()), message);
+    }
+    let bind_error = error.source().and_then(|source| source.downcast_ref::<BindError>());
+    if let Some(bind_error) = bind_error {
+        return SqlError::permanent(format!("PostgreSQL: {error}: {bind_error}"));
+    }
+    // I/O, a closed connection, a refused connect: the database may come back.
+    SqlError::transient(format!("PostgreSQL: {error}"))
+}
+
+/// Connection exceptions (08), transaction rollbacks (40: serialisation
+/// failure, deadlock), insufficient resources (53), operator intervention
+/// (57: statement timeout, server shutdown) and system errors (58).
+fn is_transient_state(state: &SqlState) -> bool {
+    let code = state.code();
+    ["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(value: SqlValue, ty: Type) -> Result<Vec<u8>, String> {
+        let mut out = BytesMut::new();
+        match Param(&value).to_sql(&ty, &mut out) {
+            Ok(IsNull::Yes) => Ok(Vec::new()),
+            Ok(IsNull::No) => Ok(out.to_vec()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    #[test]
+    fn values_are_encoded_for_the_inferred_type() {
+        assert_eq!(encode(SqlValue::Integer(7), Type::INT4).expect("int4"), 7i32.to_be_bytes());
+        assert_eq!(encode(SqlValue::Integer(7), Type::INT8).expect("int8"), 7i64.to_be_bytes());
+        assert!(encode(SqlValue::Integer(1 << 40), Type::INT4).expect_err("range").contains("out of range"));
+        assert_eq!(encode(SqlValue::Json("{}".into()), Type::JSONB).expect("jsonb"), b"\x01{}");
+        assert_eq!(encode(SqlValue::Json("{}".into()), Type::JSON).expect("json"), b"{}");
+        assert_eq!(encode(SqlValue::Null, Type::INT8).expect("null"), b"");
+        let epoch_2000 = encode(SqlValue::Timestamp(946_684_800_000_000_000), Type::TIMESTAMPTZ).expect("ts");
+        assert_eq!(epoch_2000, 0i64.to_be_bytes());
+        let error = encode(SqlValue::Bytes(vec![1]), Type::INT8).expect_err("mismatch");
+        assert!(error.contains("bytes") && error.contains("int8"), "{error}");
+    }
+
+    #[test]
+    fn cells_decode_back() {
+        let Cell(value) = Cell::from_sql(&Type::TIMESTAMPTZ, &0i64.to_be_bytes()).expect("ts");
+        assert_eq!(value, SqlValue::Timestamp(946_684_800_000_000_000));
+        let Cell(value) = Cell::from_sql(&Type::JSONB, b"\x01{\"a\":1}").expect("jsonb");
+        assert_eq!(value, SqlValue::Json("{\"a\":1}".into()));
+        assert!(Cell::from_sql(&Type::NUMERIC, b"").is_err());
+    }
+
+    #[test]
+    fn states_are_classified() {
+        assert!(is_transient_state(&SqlState::T_R_DEADLOCK_DETECTED));
+        assert!(is_transient_state(&SqlState::T_R_SERIALIZATION_FAILURE));
+        assert!(is_transient_state(&SqlState::QUERY_CANCELED));
+        assert!(is_transient_state(&SqlState::ADMIN_SHUTDOWN));
+        assert!(is_transient_state(&SqlState::CONNECTION_FAILURE));
+        assert!(!is_transient_state(&SqlState::UNIQUE_VIOLATION));
+        assert!(!is_transient_state(&SqlState::NOT_NULL_VIOLATION));
+        assert!(!is_transient_state(&SqlState::INVALID_TEXT_REPRESENTATION));
+    }
+}
