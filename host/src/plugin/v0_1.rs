@@ -156,6 +156,7 @@ fn sql_error_to_wit(error: SqlError) -> wit_sql::SqlError {
         kind: match error.kind {
             SqlErrorKind::Transient => wit_sql::ErrorKind::Transient,
             SqlErrorKind::Permanent => wit_sql::ErrorKind::Permanent,
+            SqlErrorKind::InvalidStatement => wit_sql::ErrorKind::InvalidStatement,
             SqlErrorKind::Refused => wit_sql::ErrorKind::Refused,
         },
         code: error.code,

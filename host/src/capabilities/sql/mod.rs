@@ -83,8 +83,12 @@ impl SqlValue {
 pub enum SqlErrorKind {
     /// Connection lost, deadlock, timeout, pool exhausted: retry later.
     Transient,
-    /// The data or the SQL is wrong: retrying the same thing fails again.
+    /// The data is wrong (constraint, value does not fit): retrying the
+    /// same data fails again.
     Permanent,
+    /// The statement is wrong for this database (syntax, unknown table or
+    /// column, privilege): nothing can be stored until it is fixed.
+    InvalidStatement,
     /// The grant does not allow it; nothing reached the database.
     Refused,
 }

@@ -25,6 +25,12 @@ use crate::config::SqlDriver;
 /// 2013).
 const TRANSIENT_ERRORS: &[u16] = &[1040, 1053, 1205, 1213, 1317, 1927, 1969, 2006, 2013, 3024];
 
+/// Server error numbers that mean the statement is wrong for this database:
+/// access denied to a database, table or column (1044, 1142, 1143), no
+/// database (1046), unknown database (1049), unknown column (1054), syntax
+/// (1064), unknown table (1146).
+const STATEMENT_ERRORS: &[u16] = &[1044, 1046, 1049, 1054, 1064, 1142, 1143, 1146];
+
 /// A lazy pool; each connection is pinged before reuse.
 pub struct Pool(sqlx::MySqlPool);
 
@@ -229,7 +235,13 @@ fn classify(error: sqlx::Error) -> SqlError {
             let number = mysql.number();
             let state = mysql.code().unwrap_or_default();
             let transient = TRANSIENT_ERRORS.contains(&number) || state.starts_with("08") || state.starts_with("40");
-            let kind = if transient { SqlErrorKind::Transient } else { SqlErrorKind::Permanent };
+            let kind = if transient {
+                SqlErrorKind::Transient
+            } else if STATEMENT_ERRORS.contains(&number) || state.starts_with("42") {
+                SqlErrorKind::InvalidStatement
+            } else {
+                SqlErrorKind::Permanent
+            };
             SqlError::new(kind, Some(number.to_string()), format!("MySQL {number} ({state}): {}", mysql.message()))
         }
         sqlx::Error::Io(_)

@@ -25,6 +25,13 @@ const TRANSIENT_ERRORS: &[usize] = &[
     51, 54, 60, 1013, 1033, 1034, 1089, 1090, 3113, 3114, 3135, 8177, 12170, 12514, 12528, 12537, 12541, 12543, 25408,
 ];
 
+/// `ORA-` codes that mean the statement is wrong: the parse errors
+/// ORA-00900 to ORA-00999 (942: no such table, 904: invalid identifier) and
+/// insufficient privileges (1031).
+fn is_statement_error(code: usize) -> bool {
+    (900..1000).contains(&code) || code == 1031
+}
+
 /// A pool created on first use (creating it connects), shared by all calls.
 pub struct Pool {
     config: oracledb::PoolConfig,
@@ -273,7 +280,13 @@ fn classify(error: oracledb::Error) -> SqlError {
     match error.kind() {
         ErrorKind::DbError(db) => {
             let code = db.code();
-            let kind = if TRANSIENT_ERRORS.contains(&code) { SqlErrorKind::Transient } else { SqlErrorKind::Permanent };
+            let kind = if TRANSIENT_ERRORS.contains(&code) {
+                SqlErrorKind::Transient
+            } else if is_statement_error(code) {
+                SqlErrorKind::InvalidStatement
+            } else {
+                SqlErrorKind::Permanent
+            };
             SqlError::new(kind, Some(format!("ORA-{code:05}")), format!("Oracle: {}", db.message()))
         }
         ErrorKind::DeadConnection

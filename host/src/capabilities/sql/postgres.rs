@@ -294,7 +294,13 @@ impl<'a> FromSql<'a> for Cell {
 fn classify(error: tokio_postgres::Error) -> SqlError {
     if let Some(db) = error.as_db_error() {
         let state = db.code();
-        let kind = if is_transient_state(state) { SqlErrorKind::Transient } else { SqlErrorKind::Permanent };
+        let kind = if is_transient_state(state) {
+            SqlErrorKind::Transient
+        } else if is_statement_state(state) {
+            SqlErrorKind::InvalidStatement
+        } else {
+            SqlErrorKind::Permanent
+        };
         let mut message = format!("PostgreSQL {}: {}", state.code(), db.message());
         if let Some(constraint) = db.constraint() {
             message.push_str(&format!(" (constraint {constraint})"));
@@ -315,6 +321,14 @@ fn classify(error: tokio_postgres::Error) -> SqlError {
 fn is_transient_state(state: &SqlState) -> bool {
     let code = state.code();
     ["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class))
+}
+
+/// Syntax errors and access rules (42: unknown table or column, missing
+/// privilege), unsupported features (0A), invalid catalog or schema names
+/// (3D, 3F).
+fn is_statement_state(state: &SqlState) -> bool {
+    let code = state.code();
+    ["42", "0A", "3D", "3F"].iter().any(|class| code.starts_with(class))
 }
 
 #[cfg(test)]
@@ -363,5 +377,9 @@ mod tests {
         assert!(!is_transient_state(&SqlState::UNIQUE_VIOLATION));
         assert!(!is_transient_state(&SqlState::NOT_NULL_VIOLATION));
         assert!(!is_transient_state(&SqlState::INVALID_TEXT_REPRESENTATION));
+        assert!(is_statement_state(&SqlState::UNDEFINED_TABLE));
+        assert!(is_statement_state(&SqlState::UNDEFINED_COLUMN));
+        assert!(is_statement_state(&SqlState::INSUFFICIENT_PRIVILEGE));
+        assert!(!is_statement_state(&SqlState::CHECK_VIOLATION));
     }
 }
