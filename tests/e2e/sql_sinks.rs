@@ -291,3 +291,83 @@ async fn validate_names_a_missing_column_and_an_unreachable_database() {
     assert_ne!(code, 0);
     assert!(stderr.contains(URL_VARIABLE) && stderr.contains("not set"), "{stderr}");
 }
+
+/// Every statement the three database sinks can write passes the host's
+/// policy for the grant their docs show (offline: this is how the Oracle
+/// sink's SQL is checked without an Oracle server).
+#[test]
+fn the_sinks_statements_pass_the_host_policy_in_every_dialect() {
+    use sinkhost::capabilities::sql::policy::StatementPolicy;
+    use sinkhost_sdk_sql::sink::DatabaseSink;
+    use sinkhost_sdk_sql::Dialect;
+    let configs = [
+        r#"{"connection": "events"}"#,
+        r#"{"connection": "events", "on_conflict": "update"}"#,
+        r#"{"connection": "events", "key": "message_id", "payload_columns": {"order_id": "order.id"}}"#,
+        r#"{"connection": "events", "key": "message_id", "on_conflict": "update", "columns": {"payload": "body", "custody_json": null}}"#,
+    ];
+    for (dialect, driver, kind) in [
+        (Dialect::Postgres, "postgres", "insert"),
+        (Dialect::Mysql, "mysql", "insert"),
+        (Dialect::Oracle, "oracle", "merge"),
+    ] {
+        let grant: SqlGrant = serde_json::from_value(json!({"name": "events", "driver": driver, "url_env": "U",
+            "tables": ["nats_events"], "statements": [kind]}))
+        .expect("grant");
+        let policy = StatementPolicy::new(&grant);
+        let mut ddl_grant = grant.clone();
+        ddl_grant.allow_ddl = true;
+        let script = create_table_sql(if driver == "mysql" { "mysql" } else { driver });
+        StatementPolicy::new(&ddl_grant).check(&script).unwrap_or_else(|refusal| panic!("{driver} table script: {refusal}"));
+        for config in configs {
+            let sink = DatabaseSink::new(dialect, config).expect("sink config");
+            policy.check(sink.statement()).unwrap_or_else(|refusal| panic!("{driver}: {refusal}\n{}", sink.statement()));
+        }
+    }
+}
+
+/// The Oracle sink end to end against a real Oracle Database, when one is
+/// given: `SINKHOST_ORACLE_URL=oracle://user:password@host:1521/service`.
+/// The user needs CREATE TABLE. Without the variable the test says so and
+/// passes: no Oracle server can be had on CI machines (docs/oracle-sink.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oracle_end_to_end_when_a_server_is_given() {
+    const N: usize = 200;
+    let Ok(url) = std::env::var("SINKHOST_ORACLE_URL") else {
+        eprintln!("SINKHOST_ORACLE_URL is not set: the Oracle end-to-end test did not run");
+        return;
+    };
+    let table = format!("SINKHOST_E2E_{}", std::process::id());
+    let mut ddl_grant = grant("oracle", "SINKHOST_ORACLE_URL");
+    ddl_grant.tables = vec![table.clone()];
+    ddl_grant.allow_ddl = true;
+    let admin = Sql::prepare(&[ddl_grant]).expect("oracle grant");
+    let script = std::fs::read_to_string(repo_root().join("sdk/sql/sql/oracle.sql.in")).expect("script").replace("{table}", &table);
+    let mut tx = admin.begin("events").await.expect("connect to Oracle");
+    tx.execute(&script, &[]).await.expect("create table");
+    tx.commit().await.expect("commit");
+
+    let server = NatsServer::start().expect("nats-server");
+    let js = Js::connect(&server).await.expect("connect");
+    js.create_stream(STREAM, &["events.>"]).await.expect("stream");
+    js.publish_json("events.order", N).await.expect("publish");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = sql_config(&server, dir.path(), "oracle", "oracle", json!({"connection": "events", "table": table}));
+    set(
+        &mut config,
+        "plugin.grants.sql",
+        json!([{"name": "events", "driver": "oracle", "url_env": "SINKHOST_ORACLE_URL", "tables": [table], "statements": ["merge"]}]),
+    );
+    let path = write_config(dir.path(), &config);
+    let mut host = Host::start_with_env(&path, &dir.path().join("host.log"), &[("SINKHOST_ORACLE_URL", &url)]).expect("start");
+    let done = drained(&js, Duration::from_secs(120)).await;
+    host.terminate(Duration::from_secs(20));
+
+    let mut tx = admin.begin("events").await.expect("connect");
+    let rows = tx.query(&format!("SELECT COUNT(*), COUNT(DISTINCT stream_sequence) FROM {table}"), &[]).await;
+    tx.execute(&format!("DROP TABLE {table}"), &[]).await.expect("drop table");
+    assert!(done, "not drained:\n{}", host.log());
+    let rows = rows.expect("count");
+    use sinkhost::capabilities::sql::SqlValue as V;
+    assert_eq!(rows.rows[0], vec![V::Integer(N as i64), V::Integer(N as i64)]);
+}

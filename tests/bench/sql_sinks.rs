@@ -1,0 +1,126 @@
+//! Database sinks bench: the PostgreSQL and MySQL sinks against real
+//! PostgreSQL and MariaDB servers on 127.0.0.1, draining one stream of
+//! 256-byte JSON messages per contender through a real JetStream, with
+//! batches of 1, 100 and 1,000 (2 in flight). Each batch is one transaction
+//! (one commit, so one WAL/redo flush) of one idempotent upsert per row.
+//!
+//! Prints rows/s per database and batch size, and the ratio to batch 100.
+//! Run: `cargo bench -p sinkhost-e2e --bench sql_sinks` (after building the
+//! host and the plugins). `BENCH_SQL_MESSAGES` overrides the count (default
+//! 10,000; batch size 1 uses a tenth of it).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sinkhost_e2e::databases::{MariaDb, Postgres};
+use sinkhost_e2e::*;
+
+const PAYLOAD_BYTES: usize = 256;
+
+fn payload(i: usize) -> Vec<u8> {
+    let head = format!(r#"{{"id":{i},"kind":"bench","pad":""#);
+    let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
+}
+
+fn table_script(dialect: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(repo_root().join(format!("sdk/sql/sql/{dialect}.sql.in")))?;
+    Ok(text.replace("{table}", "nats_events"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let total: usize = std::env::var("BENCH_SQL_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let server = NatsServer::start()?;
+    let js = Js::connect(&server).await?;
+    let postgres = Postgres::start()?;
+    let mariadb = MariaDb::start()?;
+    postgres.execute(&table_script("postgres")?)?;
+    mariadb.execute(&table_script("mysql")?)?;
+    let work = tempfile::tempdir()?;
+
+    let mut rows = Vec::new();
+    let mut index = 0;
+    for (database, plugin_name, driver, url) in
+        [("PostgreSQL", "postgres", "postgres", postgres.url()), ("MariaDB", "mysql", "mysql", mariadb.url())]
+    {
+        for batch_size in [1usize, 100, 1000] {
+            let count = if batch_size == 1 { total / 10 } else { total };
+            index += 1;
+            let stream = format!("SQL{index}");
+            let subject = format!("sql{index}.>");
+            js.create_stream(&stream, &[subject.as_str()]).await?;
+            js.publish_many(&format!("sql{index}.events"), count, payload).await?;
+            let name = format!("{plugin_name}-batch-{batch_size}");
+            let seconds = run(&server, &js, work.path(), &name, &stream, &subject, plugin_name, driver, &url, batch_size).await?;
+            rows.push((database, batch_size, count, seconds));
+        }
+    }
+
+    println!();
+    println!("| database | batch size | rows | seconds | rows/s | vs batch 100 |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (database, batch_size, count, seconds) in &rows {
+        let rate = *count as f64 / seconds;
+        let baseline = rows
+            .iter()
+            .find(|(d, b, _, _)| d == database && *b == 100)
+            .map(|(_, _, c, s)| *c as f64 / s)
+            .unwrap_or(f64::NAN);
+        println!("| {database} | {batch_size} | {count} | {seconds:.2} | {rate:.0} | {:.3} |", rate / baseline);
+    }
+    Ok(())
+}
+
+/// Drains `stream` with one `sinkhost run`; seconds from the first delivery
+/// to nothing pending and nothing unACKed.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    server: &NatsServer,
+    js: &Js,
+    work: &Path,
+    name: &str,
+    stream: &str,
+    subject: &str,
+    plugin_name: &str,
+    driver: &str,
+    url: &str,
+    batch_size: usize,
+) -> anyhow::Result<f64> {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir)?;
+    let mut config = base_config(server, stream, subject, &plugin(plugin_name), &dir.join("out"), json!({"connection": "events"}));
+    set(&mut config, "plugin.grants.files", json!([]));
+    set(
+        &mut config,
+        "plugin.grants.sql",
+        json!([{"name": "events", "driver": driver, "url_env": "BENCH_DB_URL", "tables": ["nats_events"], "statements": ["insert"]}]),
+    );
+    set(&mut config, "delivery.batch_size", json!(batch_size));
+    set(&mut config, "delivery.batch_timeout_ms", json!(50));
+    set(&mut config, "delivery.max_in_flight_batches", json!(2));
+    set(&mut config, "logging.level", json!("warn"));
+    set(&mut config, "plugin.limits.call_timeout_ms", json!(60_000));
+    let path = write_config(&dir, &config);
+    let mut host = Host::start_with_env(&path, &dir.join("sinkhost.log"), &[("BENCH_DB_URL", url)])?;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut first = None;
+    loop {
+        if Instant::now() > deadline {
+            anyhow::bail!("{name}: not drained in time:\n{}", host.log());
+        }
+        if let Ok((pending, ack_pending)) = js.consumer_backlog(stream, "sinkhost").await {
+            if first.is_none() && (pending > 0 || ack_pending > 0) {
+                first = Some(Instant::now());
+            }
+            if first.is_some() && pending + ack_pending == 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = first.map(|t| t.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
+    host.terminate(Duration::from_secs(30));
+    Ok(seconds)
+}
