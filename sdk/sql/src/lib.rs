@@ -93,3 +93,69 @@ pub fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
 }
+
+/// Makes the calling crate a database sink component for `$dialect`: the
+/// WIT bindings of world `sql-plugin` (on this SDK's shared types) and the
+/// `sink` export, which parses the config and checks the table at `init` and
+/// stores batches with [`sink::DatabaseSink`]. The calling crate depends on
+/// `wit-bindgen`, `sinkhost-sdk-http` and this crate, and lives two levels
+/// below the repository root (the WIT is read from `../../wit`).
+///
+/// ```ignore
+/// sinkhost_sdk_sql::database_sink_component!(sinkhost_sdk_sql::Dialect::Postgres);
+/// ```
+#[macro_export]
+macro_rules! database_sink_component {
+    ($dialect:expr) => {
+        /// The dialect this sink writes.
+        pub const DIALECT: $crate::Dialect = $dialect;
+
+        /// The WIT bindings, on the SDKs' shared types.
+        pub mod bindings {
+            wit_bindgen::generate!({
+                path: "../../wit",
+                world: "sql-plugin",
+                with: {
+                    "sinkhost:sink/types@0.1.0": sinkhost_sdk_http::wit::sinkhost::sink::types,
+                    "sinkhost:sink/sql@0.1.0": sinkhost_sdk_sql::wit::sinkhost::sink::sql,
+                },
+            });
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        mod glue {
+            use std::sync::OnceLock;
+
+            use $crate::sink::DatabaseSink;
+            use $crate::HostDatabase;
+            use crate::bindings::exports::sinkhost::sink::sink::Guest;
+            use crate::bindings::sinkhost::sink::log::{log, Level};
+            use sinkhost_sdk_http::wit::sinkhost::sink::types::{BatchReport, Envelope, ErrorKind, SinkError};
+
+            static SINK: OnceLock<DatabaseSink> = OnceLock::new();
+
+            struct Component;
+
+            impl Guest for Component {
+                fn init(config: String) -> Result<(), String> {
+                    let sink = DatabaseSink::new(crate::DIALECT, &config)?;
+                    if let Some(warning) = sink.check_table(&HostDatabase)? {
+                        log(Level::Warn, &warning);
+                    }
+                    let _ = SINK.set(sink);
+                    Ok(())
+                }
+
+                fn write_batch(batch: Vec<Envelope>) -> Result<BatchReport, SinkError> {
+                    let sink = SINK.get().ok_or_else(|| SinkError {
+                        kind: ErrorKind::Permanent,
+                        message: "write-batch before init".into(),
+                    })?;
+                    sink.write_batch(&HostDatabase, &batch, $crate::now_ns())
+                }
+            }
+
+            crate::bindings::export!(Component with_types_in crate::bindings);
+        }
+    };
+}
