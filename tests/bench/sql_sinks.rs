@@ -5,6 +5,8 @@
 //! (one commit, so one WAL/redo flush) of one idempotent upsert per row.
 //!
 //! Prints rows/s per database and batch size, and the ratio to batch 100.
+//! The first rows use the discarding test plugin (no database) to show what
+//! the host and JetStream cost alone at each batch size.
 //! Run: `cargo bench -p sinkhost-e2e --bench sql_sinks` (after building the
 //! host and the plugins). `BENCH_SQL_MESSAGES` overrides the count (default
 //! 10,000; batch size 1 uses a tenth of it).
@@ -42,9 +44,12 @@ async fn main() -> anyhow::Result<()> {
 
     let mut rows = Vec::new();
     let mut index = 0;
-    for (database, plugin_name, driver, url) in
-        [("PostgreSQL", "postgres", "postgres", postgres.url()), ("MariaDB", "mysql", "mysql", mariadb.url())]
-    {
+    for (database, plugin_name, driver, url) in [
+        // The discarding test plugin: what the host and JetStream cost alone.
+        ("none (discard)", "chaos", "postgres", postgres.url()),
+        ("PostgreSQL", "postgres", "postgres", postgres.url()),
+        ("MariaDB", "mysql", "mysql", mariadb.url()),
+    ] {
         for batch_size in [1usize, 100, 1000] {
             let count = if batch_size == 1 { total / 10 } else { total };
             index += 1;
@@ -90,13 +95,20 @@ async fn run(
 ) -> anyhow::Result<f64> {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir)?;
-    let mut config = base_config(server, stream, subject, &plugin(plugin_name), &dir.join("out"), json!({"connection": "events"}));
+    let (plugin_path, sink) = if plugin_name == "chaos" {
+        (test_plugin("chaos"), json!({"behaviour": "discard"}))
+    } else {
+        (plugin(plugin_name), json!({"connection": "events"}))
+    };
+    let mut config = base_config(server, stream, subject, &plugin_path, &dir.join("out"), sink);
     set(&mut config, "plugin.grants.files", json!([]));
-    set(
-        &mut config,
-        "plugin.grants.sql",
-        json!([{"name": "events", "driver": driver, "url_env": "BENCH_DB_URL", "tables": ["nats_events"], "statements": ["insert"]}]),
-    );
+    if plugin_name != "chaos" {
+        set(
+            &mut config,
+            "plugin.grants.sql",
+            json!([{"name": "events", "driver": driver, "url_env": "BENCH_DB_URL", "tables": ["nats_events"], "statements": ["insert"]}]),
+        );
+    }
     set(&mut config, "delivery.batch_size", json!(batch_size));
     set(&mut config, "delivery.batch_timeout_ms", json!(50));
     set(&mut config, "delivery.max_in_flight_batches", json!(2));

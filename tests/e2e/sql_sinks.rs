@@ -186,7 +186,8 @@ async fn kill_9_during_20000_messages_leaves_exactly_one_row_each() {
     js.publish_json("events.load", TOTAL as usize).await.expect("publish");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = sql_config(&server, dir.path(), "mysql", "mysql", json!({"connection": "events"}));
-    set(&mut config, "delivery.batch_size", json!(200));
+    // Small batches, so the run lasts long enough to be killed often.
+    set(&mut config, "delivery.batch_size", json!(50));
     set(&mut config, "delivery.max_in_flight_batches", json!(2));
     let path = write_config(dir.path(), &config);
     let url = db.url();
@@ -201,13 +202,14 @@ async fn kill_9_during_20000_messages_leaves_exactly_one_row_each() {
         if !progressed || stored() >= TOTAL {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(30 + 40 * kills)).await;
+        tokio::time::sleep(Duration::from_millis(10 + 20 * kills)).await;
         host.kill9();
         kills += 1;
     }
     let mut host = Host::start_with_env(&path, &log, &[(URL_VARIABLE, &url)]).expect("start");
     assert!(drained(&js, Duration::from_secs(300)).await, "not drained:\n{}", host.log());
     assert_eq!(host.terminate(Duration::from_secs(30)), Some(0), "{}", host.log());
+    eprintln!("killed the host {kills} times");
     assert!(kills >= 3, "killed only {kills} times before the work was done");
     let rows = db.query("SELECT COUNT(*), COUNT(DISTINCT stream_sequence), MIN(stream_sequence), MAX(stream_sequence) FROM nats_events").expect("rows");
     assert_eq!(rows[0], vec![TOTAL.to_string(), TOTAL.to_string(), "1".into(), TOTAL.to_string()], "killed {kills} times");
@@ -322,6 +324,9 @@ fn the_sinks_statements_pass_the_host_policy_in_every_dialect() {
         for config in configs {
             let sink = DatabaseSink::new(dialect, config).expect("sink config");
             policy.check(sink.statement()).unwrap_or_else(|refusal| panic!("{driver}: {refusal}\n{}", sink.statement()));
+            let parsed = sinkhost_sdk_sql::config::SinkConfig::parse(config).expect("sink config");
+            let multi_row = dialect.upsert_rows(&parsed, 500);
+            policy.check(&multi_row).unwrap_or_else(|refusal| panic!("{driver} multi-row: {refusal}"));
         }
     }
 }

@@ -28,10 +28,32 @@ impl Dialect {
     /// The statement that stores one row without ever making a second row
     /// for the same key.
     pub fn upsert(self, config: &SinkConfig) -> String {
+        self.upsert_rows(config, 1)
+    }
+
+    /// Whether one statement can store several rows (a multi-row `VALUES`
+    /// list). Oracle's `MERGE` takes one row per execution; the host binds
+    /// a whole batch as an array instead.
+    pub fn has_multi_row_upsert(self) -> bool {
+        self != Dialect::Oracle
+    }
+
+    /// Like [`Dialect::upsert`], for `rows` rows at once (PostgreSQL and
+    /// MySQL: one `VALUES` group per row, placeholders numbered across the
+    /// groups). Oracle always gets the one-row `MERGE`.
+    pub fn upsert_rows(self, config: &SinkConfig, rows: usize) -> String {
         let columns: Vec<String> = config.columns_in_order().into_iter().map(|column| column.name).collect();
         let keys = config.key_columns();
         let others: Vec<&String> = columns.iter().filter(|column| !keys.contains(column)).collect();
         let placeholders: Vec<String> = (1..=columns.len()).map(|n| self.placeholder(n)).collect();
+        let width = columns.len();
+        let values_groups = (0..rows.max(1))
+            .map(|row| {
+                let group: Vec<String> = (1..=width).map(|n| self.placeholder(row * width + n)).collect();
+                format!("({})", group.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let table = &config.table;
         let column_list = columns.join(", ");
         match self {
@@ -44,8 +66,7 @@ impl Dialect {
                     ),
                 };
                 format!(
-                    "INSERT INTO {table} ({column_list}) VALUES ({}) ON CONFLICT ({}) {action}",
-                    placeholders.join(", "),
+                    "INSERT INTO {table} ({column_list}) VALUES {values_groups} ON CONFLICT ({}) {action}",
                     keys.join(", ")
                 )
             }
@@ -58,10 +79,7 @@ impl Dialect {
                         others.iter().map(|c| format!("{c} = VALUES({c})")).collect::<Vec<_>>().join(", ")
                     }
                 };
-                format!(
-                    "INSERT INTO {table} ({column_list}) VALUES ({}) ON DUPLICATE KEY UPDATE {updates}",
-                    placeholders.join(", ")
-                )
+                format!("INSERT INTO {table} ({column_list}) VALUES {values_groups} ON DUPLICATE KEY UPDATE {updates}")
             }
             Dialect::Oracle => {
                 let selected: Vec<String> =
@@ -130,6 +148,16 @@ mod tests {
         assert!(!merge.contains("WHEN MATCHED"), "{merge}");
         let update = Dialect::Oracle.upsert(&config(r#"{"connection": "e", "on_conflict": "update"}"#));
         assert!(update.contains("WHEN MATCHED THEN UPDATE SET t.subject = s.subject"), "{update}");
+    }
+
+    #[test]
+    fn several_rows_number_their_placeholders_across_groups() {
+        let config = config(r#"{"connection": "e", "columns": {"payload": null, "headers_json": null}}"#);
+        let pg = Dialect::Postgres.upsert_rows(&config, 3);
+        assert!(pg.contains("$12), ($13,") && pg.contains("$36) ON CONFLICT"), "{pg}");
+        assert_eq!(Dialect::Mysql.upsert_rows(&config, 3).matches('?').count(), 36);
+        assert_eq!(Dialect::Oracle.upsert_rows(&config, 3), Dialect::Oracle.upsert(&config));
+        assert!(!Dialect::Oracle.has_multi_row_upsert());
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub trait Database {
 
 /// One open transaction.
 pub trait Transaction {
+    /// Runs `statement` once with `params`; returns the rows affected.
+    fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, SqlError>;
     /// Runs `statement` once per row of values; returns the rows affected.
     fn execute_many(&self, statement: &str, rows: &[Vec<Value>]) -> Result<u64, SqlError>;
     /// Commits.
@@ -74,6 +76,10 @@ impl Database for HostDatabase {
 
 #[cfg(target_arch = "wasm32")]
 impl Transaction for wit::sinkhost::sink::sql::Transaction {
+    fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+        wit::sinkhost::sink::sql::Transaction::execute(self, statement, params)
+    }
+
     fn execute_many(&self, statement: &str, rows: &[Vec<Value>]) -> Result<u64, SqlError> {
         wit::sinkhost::sink::sql::Transaction::execute_many(self, statement, rows)
     }

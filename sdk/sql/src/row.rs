@@ -15,7 +15,9 @@ pub fn row(config: &SinkConfig, columns: &[Column], envelope: &Envelope, stored_
         return Err("the message has no message id (Nats-Msg-Id), and the sink's key is message_id".into());
     }
     let message = view(envelope);
-    let parsed_payload = serde_json::from_slice::<Json>(&envelope.payload).ok();
+    // Parsed only when a column reads a payload field.
+    let reads_payload_fields = columns.iter().any(|column| matches!(column.source, Source::PayloadField(_)));
+    let parsed_payload = if reads_payload_fields { serde_json::from_slice::<Json>(&envelope.payload).ok() } else { None };
     columns
         .iter()
         .map(|column| match &column.source {

@@ -1,5 +1,11 @@
-//! Storing a batch: one transaction, one idempotent statement per row,
-//! commit before success.
+//! Storing a batch: one transaction, idempotent statements, commit before
+//! success.
+//!
+//! PostgreSQL and MySQL get one multi-row statement per
+//! [`MAX_ROWS_PER_STATEMENT`] rows (one round trip each); Oracle gets one
+//! `MERGE` bound as an array. If a multi-row statement fails for its data,
+//! the batch is written again one statement per row, so the database says
+//! which row it rejects.
 //!
 //! When the database rejects a row for its data (a constraint, a value that
 //! does not fit), the transaction is rolled back, that message alone is
@@ -13,12 +19,24 @@ use sinkhost_sdk_http::wit::sinkhost::sink::types::{BatchReport, Envelope, Error
 use crate::config::{Column, SinkConfig};
 use crate::{row, Database, Dialect, SqlError, SqlErrorKind, Transaction};
 
+/// Most rows in one multi-row statement: large enough that a round trip
+/// carries hundreds of rows, small enough to stay far below the 65,535
+/// placeholders both PostgreSQL and MySQL allow per statement.
+pub const MAX_ROWS_PER_STATEMENT: usize = 500;
+/// Placeholders one statement may hold (PostgreSQL's and MySQL's limit).
+const MAX_PLACEHOLDERS: usize = 65_535;
+
 /// A configured database sink.
 #[derive(Debug, Clone)]
 pub struct DatabaseSink {
     config: SinkConfig,
+    dialect: Dialect,
     columns: Vec<Column>,
     statement: String,
+    /// Rows per multi-row statement (0: the dialect has none).
+    rows_per_statement: usize,
+    /// The multi-row statement for a full chunk.
+    full_chunk_statement: String,
 }
 
 impl DatabaseSink {
@@ -27,7 +45,13 @@ impl DatabaseSink {
         let config = SinkConfig::parse(config_json)?;
         let statement = dialect.upsert(&config);
         let columns = config.columns_in_order();
-        Ok(Self { config, columns, statement })
+        let rows_per_statement = if dialect.has_multi_row_upsert() {
+            MAX_ROWS_PER_STATEMENT.min(MAX_PLACEHOLDERS / columns.len().max(1))
+        } else {
+            0
+        };
+        let full_chunk_statement = dialect.upsert_rows(&config, rows_per_statement.max(1));
+        Ok(Self { config, dialect, columns, statement, rows_per_statement, full_chunk_statement })
     }
 
     /// The statement each row is written with.
@@ -93,6 +117,35 @@ impl DatabaseSink {
     }
 
     fn try_store(&self, database: &impl Database, pending: &[(usize, Vec<crate::Value>)]) -> Result<(), Rejected> {
+        if self.rows_per_statement > 1 && pending.len() > 1 {
+            match self.store_multi_row(database, pending) {
+                Ok(()) => return Ok(()),
+                // A row's data: find it below, one statement per row.
+                Err(error) if error.kind == SqlErrorKind::Permanent => {}
+                Err(error) => return Err(Rejected::Batch(error)),
+            }
+        }
+        self.store_row_by_row(database, pending)
+    }
+
+    fn store_multi_row(&self, database: &impl Database, pending: &[(usize, Vec<crate::Value>)]) -> Result<(), SqlError> {
+        let transaction = database.begin(&self.config.connection)?;
+        for chunk in pending.chunks(self.rows_per_statement) {
+            let statement = if chunk.len() == self.rows_per_statement {
+                std::borrow::Cow::Borrowed(self.full_chunk_statement.as_str())
+            } else {
+                std::borrow::Cow::Owned(self.dialect.upsert_rows(&self.config, chunk.len()))
+            };
+            let params: Vec<crate::Value> = chunk.iter().flat_map(|(_, values)| values.iter().cloned()).collect();
+            if let Err(error) = transaction.execute(&statement, &params) {
+                let _ = transaction.rollback();
+                return Err(error);
+            }
+        }
+        transaction.commit()
+    }
+
+    fn store_row_by_row(&self, database: &impl Database, pending: &[(usize, Vec<crate::Value>)]) -> Result<(), Rejected> {
         let transaction = database.begin(&self.config.connection).map_err(Rejected::Batch)?;
         let rows: Vec<Vec<crate::Value>> = pending.iter().map(|(_, values)| values.clone()).collect();
         match transaction.execute_many(&self.statement, &rows) {
@@ -163,6 +216,8 @@ mod tests {
     struct FakeDatabase {
         committed: Rc<RefCell<BTreeSet<i64>>>,
         begins: Rc<RefCell<usize>>,
+        multi_row_statements: Rc<RefCell<usize>>,
+        width: usize,
         down: bool,
     }
 
@@ -188,6 +243,15 @@ mod tests {
     }
 
     impl Transaction for FakeTransaction {
+        fn execute(&self, _statement: &str, params: &[Value]) -> Result<u64, SqlError> {
+            // A multi-row statement: all or nothing, no row named.
+            let width = params.len() / self.database.width.max(1);
+            let rows: Vec<Vec<Value>> = params.chunks(self.database.width).map(<[Value]>::to_vec).collect();
+            self.execute_many("", &rows).map_err(|error| SqlError { row: None, ..error })?;
+            *self.database.multi_row_statements.borrow_mut() += 1;
+            Ok(width as u64)
+        }
+
         fn execute_many(&self, _statement: &str, rows: &[Vec<Value>]) -> Result<u64, SqlError> {
             for (index, row) in rows.iter().enumerate() {
                 if row.iter().any(|value| matches!(value, Value::Json(text) if text.contains("BAD"))) {
@@ -219,9 +283,24 @@ mod tests {
         DatabaseSink::new(Dialect::Postgres, r#"{"connection": "events"}"#).expect("sink")
     }
 
+    fn database() -> FakeDatabase {
+        FakeDatabase { width: crate::config::STANDARD_COLUMNS.len(), ..FakeDatabase::default() }
+    }
+
+    #[test]
+    fn a_clean_batch_is_one_multi_row_statement_per_chunk() {
+        let database = database();
+        let batch: Vec<Envelope> = (1..=1_200).map(|sequence| example_envelope(sequence, b"{}")).collect();
+        let report = sink().write_batch(&database, &batch, 0).expect("report");
+        assert!(report.failures.is_empty());
+        assert_eq!(database.committed.borrow().len(), 1_200);
+        assert_eq!(*database.multi_row_statements.borrow(), 3, "500 + 500 + 200 rows");
+        assert_eq!(*database.begins.borrow(), 1);
+    }
+
     #[test]
     fn a_rejected_row_fails_alone_and_its_neighbours_are_committed() {
-        let database = FakeDatabase::default();
+        let database = database();
         let batch: Vec<Envelope> = (1..=5)
             .map(|sequence| example_envelope(sequence, if sequence == 3 { br#""BAD""# } else { b"{}" }))
             .collect();
@@ -230,12 +309,16 @@ mod tests {
         assert_eq!(report.failures[0].index, 2);
         assert!(report.failures[0].error.message.contains("check constraint"), "{}", report.failures[0].error.message);
         assert_eq!(*database.committed.borrow(), BTreeSet::from([1, 2, 4, 5]));
-        assert_eq!(*database.begins.borrow(), 2, "one retry after setting the bad row aside");
+        assert_eq!(
+            *database.begins.borrow(),
+            3,
+            "the multi-row try, the row-by-row try that names the row, the retry without it"
+        );
     }
 
     #[test]
     fn an_unreachable_database_fails_the_batch_as_transient() {
-        let database = FakeDatabase { down: true, ..FakeDatabase::default() };
+        let database = FakeDatabase { down: true, ..database() };
         let error = sink().write_batch(&database, &[example_envelope(1, b"{}")], 0).expect_err("down");
         assert_eq!(error.kind, ErrorKind::Transient);
     }

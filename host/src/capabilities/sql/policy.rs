@@ -6,8 +6,9 @@
 //! This is defence in depth: the database account the grant logs in as should
 //! itself hold only the privileges the sink needs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
 
 use sqlparser::ast::{visit_expressions, visit_relations, visit_statements, Expr, ObjectName, ObjectNamePart, SetExpr, Statement};
 use sqlparser::dialect::{Dialect, MySqlDialect, OracleDialect, PostgreSqlDialect};
@@ -42,6 +43,12 @@ pub const ALLOWED_FUNCTIONS: &[&str] = &[
     "cast", "to_number", "hextoraw", "rawtohex", "utl_raw.cast_to_raw",
 ];
 
+/// Statements remembered as accepted, per grant. A sink sends the same few
+/// statements again and again (a multi-row `INSERT` of 500 rows is tens of
+/// kilobytes to parse); beyond this many distinct ones the memory is
+/// cleared and refilled.
+const MAX_REMEMBERED_STATEMENTS: usize = 64;
+
 /// Why a statement was refused. The message names what is wrong and never
 /// echoes bound values (there are none in the text: values are bound).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +70,9 @@ pub struct StatementPolicy {
     tables: BTreeSet<Vec<String>>,
     kinds: BTreeSet<StatementKindOrd>,
     allow_ddl: bool,
+    /// Accepted statements by their exact text (never a hash: a collision
+    /// must not let a different statement through).
+    accepted: Arc<Mutex<HashMap<String, CheckedStatement>>>,
 }
 
 /// `StatementKind` ordered for the set (the config type needs no `Ord`).
@@ -77,6 +87,7 @@ impl StatementPolicy {
             tables: grant.tables.iter().map(|table| normalise_written_name(driver, table)).collect(),
             kinds: grant.statements.iter().map(|kind| kind.keyword()).collect(),
             allow_ddl: grant.allow_ddl,
+            accepted: Arc::default(),
         }
     }
 
@@ -95,8 +106,22 @@ impl StatementPolicy {
         self.tables.contains(&normalise_written_name(self.driver, table))
     }
 
-    /// Checks one statement.
+    /// Checks one statement (remembered once accepted).
     pub fn check(&self, sql: &str) -> Result<CheckedStatement, Refusal> {
+        if let Some(checked) = self.accepted.lock().ok().and_then(|accepted| accepted.get(sql).cloned()) {
+            return Ok(checked);
+        }
+        let checked = self.parse_and_check(sql)?;
+        if let Ok(mut accepted) = self.accepted.lock() {
+            if accepted.len() >= MAX_REMEMBERED_STATEMENTS {
+                accepted.clear();
+            }
+            accepted.insert(sql.to_string(), checked.clone());
+        }
+        Ok(checked)
+    }
+
+    fn parse_and_check(&self, sql: &str) -> Result<CheckedStatement, Refusal> {
         let dialect = dialect(self.driver);
         let statements = Parser::parse_sql(dialect.as_ref(), sql)
             .map_err(|err| Refusal(format!("the statement does not parse as {} SQL: {err}", self.driver.name())))?;
@@ -388,6 +413,20 @@ mod tests {
             "WITH gone AS (DELETE FROM nats_events RETURNING *) INSERT INTO nats_events SELECT * FROM gone",
         );
         assert!(refusal.contains("not granted"), "{refusal}");
+    }
+
+    #[test]
+    fn an_accepted_statement_is_remembered_and_a_refused_one_never_is() {
+        let pg = policy("postgres", &["nats_events"], &["insert"], false);
+        let good = "INSERT INTO nats_events (a) VALUES ($1)";
+        pg.check(good).expect("accepted");
+        pg.check(good).expect("remembered");
+        assert!(pg.check("DELETE FROM nats_events").is_err());
+        assert!(pg.check("DELETE FROM nats_events").is_err(), "a refusal is checked again, never remembered");
+        for n in 0..(MAX_REMEMBERED_STATEMENTS * 2) {
+            pg.check(&format!("INSERT INTO nats_events (a) VALUES ({n})")).expect("accepted");
+        }
+        assert!(pg.accepted.lock().expect("lock").len() <= MAX_REMEMBERED_STATEMENTS);
     }
 
     #[test]
