@@ -110,6 +110,9 @@ pub fn now_ns() -> i64 {
 /// ```ignore
 /// sinkhost_sdk_sql::database_sink_component!(sinkhost_sdk_sql::Dialect::Postgres);
 /// ```
+// `crate::` in the expansion is deliberate: it names the calling crate,
+// where the bindings are generated.
+#[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! database_sink_component {
     ($dialect:expr) => {

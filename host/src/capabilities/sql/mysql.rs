@@ -104,8 +104,7 @@ fn bind<'q>(mut query: MySqlQuery<'q>, params: &'q [SqlValue]) -> Result<MySqlQu
 impl Transaction {
     fn connection(&mut self) -> Result<&mut MySqlConnection, SqlError> {
         self.connection
-            .as_mut()
-            .map(|connection| &mut **connection)
+            .as_deref_mut()
             .ok_or_else(|| SqlError::transient("the connection is closed"))
     }
 

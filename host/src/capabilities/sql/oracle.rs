@@ -259,13 +259,13 @@ fn decode_row(row: &oracledb::Row) -> Result<Vec<SqlValue>, SqlError> {
     for (index, column) in row.columns().iter().enumerate() {
         let db_type: &DbType = column.db_type();
         let is = |other: &DbType| db_type == other;
-        let cell = if is(&oracledb::DB_TYPE_RAW) || is(&oracledb::DB_TYPE_BLOB) {
+        let cell = if is(oracledb::DB_TYPE_RAW) || is(oracledb::DB_TYPE_BLOB) {
             row.get::<Option<Vec<u8>>>(index).map_err(classify)?.map(SqlValue::Bytes)
-        } else if is(&oracledb::DB_TYPE_BINARY_DOUBLE) || is(&oracledb::DB_TYPE_BINARY_FLOAT) {
+        } else if is(oracledb::DB_TYPE_BINARY_DOUBLE) || is(oracledb::DB_TYPE_BINARY_FLOAT) {
             row.get::<Option<f64>>(index).map_err(classify)?.map(SqlValue::Float)
-        } else if is(&oracledb::DB_TYPE_NUMBER) && column.scale() == 0 {
+        } else if is(oracledb::DB_TYPE_NUMBER) && column.scale() == 0 {
             row.get::<Option<i64>>(index).map_err(classify)?.map(SqlValue::Integer)
-        } else if is(&oracledb::DB_TYPE_NUMBER) {
+        } else if is(oracledb::DB_TYPE_NUMBER) {
             row.get::<Option<f64>>(index).map_err(classify)?.map(SqlValue::Float)
         } else {
             row.get::<Option<String>>(index).map_err(classify)?.map(SqlValue::Text)
