@@ -15,7 +15,7 @@
 //! (default 20,000).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sinkhost_e2e::http_receiver::HttpReceiver;
@@ -104,25 +104,7 @@ async fn run(
     let path = write_config(&dir, &config);
     let env = [("S3_ACCESS_KEY_ID", ACCESS_KEY), ("S3_SECRET_ACCESS_KEY", SECRET_KEY)];
     let mut host = Host::start_with_env(&path, &dir.join("sinkhost.log"), &env)?;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut first = None;
-    loop {
-        if Instant::now() > deadline {
-            anyhow::bail!("{name}: not drained in time:\n{}", host.log());
-        }
-        if let Ok((pending, ack_pending)) = js.consumer_backlog(stream, "sinkhost").await {
-            let total_left = pending + ack_pending;
-            if first.is_none() && (pending > 0 || ack_pending > 0) {
-                // Delivery started once the consumer exists and holds work.
-                first = Some(Instant::now());
-            }
-            if first.is_some() && total_left == 0 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let seconds = first.map(|t| t.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
+    let seconds = seconds_to_drain(js, stream, &host, Duration::from_secs(900)).await?;
     host.terminate(Duration::from_secs(30));
     Ok(seconds)
 }

@@ -12,7 +12,7 @@
 //! 10,000; batch size 1 uses a tenth of it).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use sinkhost_e2e::databases::{MariaDb, Postgres};
@@ -116,23 +116,7 @@ async fn run(
     set(&mut config, "plugin.limits.call_timeout_ms", json!(60_000));
     let path = write_config(&dir, &config);
     let mut host = Host::start_with_env(&path, &dir.join("sinkhost.log"), &[("BENCH_DB_URL", url)])?;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let mut first = None;
-    loop {
-        if Instant::now() > deadline {
-            anyhow::bail!("{name}: not drained in time:\n{}", host.log());
-        }
-        if let Ok((pending, ack_pending)) = js.consumer_backlog(stream, "sinkhost").await {
-            if first.is_none() && (pending > 0 || ack_pending > 0) {
-                first = Some(Instant::now());
-            }
-            if first.is_some() && pending + ack_pending == 0 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let seconds = first.map(|t| t.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
+    let seconds = seconds_to_drain(js, stream, &host, Duration::from_secs(900)).await?;
     host.terminate(Duration::from_secs(30));
     Ok(seconds)
 }

@@ -299,6 +299,30 @@ impl Js {
     }
 }
 
+/// Seconds a running `host` takes to drain `stream` (consumer `sinkhost`):
+/// from the first moment the consumer holds work to nothing pending and
+/// nothing unACKed. For benches; fails after `timeout` with the host log.
+pub async fn seconds_to_drain(js: &Js, stream: &str, host: &Host, timeout: Duration) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + timeout;
+    let mut first = None;
+    loop {
+        if Instant::now() > deadline {
+            bail!("{stream}: not drained in time:\n{}", host.log());
+        }
+        if let Ok((pending, ack_pending)) = js.consumer_backlog(stream, "sinkhost").await {
+            if first.is_none() && (pending > 0 || ack_pending > 0) {
+                // Delivery started once the consumer exists and holds work.
+                first = Some(Instant::now());
+            }
+            if first.is_some() && pending + ack_pending == 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(first.map(|started| started.elapsed().as_secs_f64()).unwrap_or(f64::NAN))
+}
+
 /// Writes a sinkhost config into `dir/config.json` and returns its path.
 pub fn write_config(dir: &Path, config: &Value) -> PathBuf {
     let path = dir.join("config.json");
