@@ -376,3 +376,64 @@ async fn oracle_end_to_end_when_a_server_is_given() {
     use sinkhost::capabilities::sql::SqlValue as V;
     assert_eq!(rows.rows[0], vec![V::Integer(N as i64), V::Integer(N as i64)]);
 }
+
+/// A hostile plugin (tests/plugins/sql-probe) running under the real host
+/// against a real PostgreSQL: everything the grant does not name is refused,
+/// and the credentials are nowhere in its sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_reaches_only_what_the_sql_grant_names() {
+    let db = Postgres::start().expect("postgres");
+    db.execute(&create_table_sql("postgres")).expect("table");
+    db.execute("CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('s3cr3t')").expect("other table");
+    let server = NatsServer::start().expect("nats-server");
+    let js = Js::connect(&server).await.expect("connect");
+    js.create_stream(STREAM, &["events.>"]).await.expect("stream");
+    let good_insert = "INSERT INTO nats_events (stream_name, stream_sequence, subject, headers_json, metadata_json, \
+                       jetstream_timestamp, received_at, stored_at) VALUES ($1, $2, $3, '{}', '{}', now(), now(), now())";
+    let probes = [
+        json!({"connection": "events", "statement": good_insert, "params": ["S", 1, "s"]}),
+        json!({"connection": "events", "statement": "INSERT INTO secrets (v) VALUES ($1)", "params": ["x"]}),
+        json!({"connection": "events", "statement": "SELECT v FROM secrets"}),
+        json!({"connection": "events", "statement": "DROP TABLE nats_events"}),
+        json!({"connection": "events", "statement": "DELETE FROM nats_events; DROP TABLE secrets"}),
+        json!({"connection": "admin", "statement": good_insert, "params": ["S", 2, "s"]}),
+        json!({"connection": "events", "columns_of": "secrets"}),
+        json!({"environment": true}),
+        json!({"connection": "events", "statement": "INSERT INTO nats_events (subject) VALUES (pg_read_file('/etc/passwd'))"}),
+    ];
+    for probe in &probes {
+        js.publish_with_headers("events.probe", &[], probe.to_string().as_bytes()).await.expect("publish");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let mut config = base_config(&server, STREAM, "events.>", &test_plugin("sql-probe"), &out, json!({}));
+    set(&mut config, "plugin.grants.files", json!([]));
+    set(
+        &mut config,
+        "plugin.grants.sql",
+        json!([{"name": "events", "driver": "postgres", "url_env": URL_VARIABLE,
+                "tables": ["nats_events"], "statements": ["insert"]}]),
+    );
+    let path = write_config(dir.path(), &config);
+    let mut host = Host::start_with_env(&path, &dir.path().join("host.log"), &[(URL_VARIABLE, &db.url())]).expect("start");
+    assert!(drained(&js, Duration::from_secs(60)).await, "not drained:\n{}", host.log());
+    assert_eq!(host.terminate(Duration::from_secs(20)), Some(0), "{}", host.log());
+    let log = host.log();
+    let outcome = |sequence: usize| -> String {
+        let marker = format!("probe {sequence}: ");
+        let line = log.lines().find(|line| line.contains(&marker)).unwrap_or_else(|| panic!("no probe {sequence}:\n{log}"));
+        line[line.find(&marker).expect("marker") + marker.len()..].to_string()
+    };
+    assert!(outcome(1).starts_with("ok 1 rows"), "the granted insert works: {}", outcome(1));
+    assert!(outcome(2).starts_with("refused:") && outcome(2).contains("secrets"), "{}", outcome(2));
+    assert!(outcome(3).starts_with("refused:") && outcome(3).contains("SELECT"), "{}", outcome(3));
+    assert!(outcome(4).starts_with("refused:") && outcome(4).contains("DDL"), "{}", outcome(4));
+    assert!(outcome(5).starts_with("refused:") && outcome(5).contains("2 statements"), "{}", outcome(5));
+    assert!(outcome(6).starts_with("refused:") && outcome(6).contains("`admin` is not granted"), "{}", outcome(6));
+    assert!(outcome(7).starts_with("refused:"), "{}", outcome(7));
+    assert!(outcome(8).starts_with("ok environment [] arguments []"), "nothing in the sandbox: {}", outcome(8));
+    assert!(outcome(9).starts_with("refused:") && outcome(9).contains("pg_read_file"), "{}", outcome(9));
+    assert!(!log.contains(db_password()), "the password is nowhere in the log");
+    assert_eq!(count(db.query("SELECT count(*) FROM nats_events").expect("count")), 0, "probes roll back");
+    assert_eq!(count(db.query("SELECT count(*) FROM secrets").expect("secrets")), 1, "the other table is untouched");
+}

@@ -1,0 +1,92 @@
+//! `sinkhost-test-sql-probe`: a test-only sink that tries what a hostile
+//! database plugin would, for the host's `sql` grant tests. Never ship it.
+//!
+//! Each message's payload is one probe, run in its own transaction that is
+//! then rolled back:
+//! - `{"connection": "events", "statement": "...", "params": [1, "text", null]}`
+//!   runs `execute` (numbers bind as integers, strings as text);
+//! - `{"connection": "events", "columns_of": "table"}` calls `columns`;
+//! - `{"environment": true}` looks for credentials in what the sandbox shows:
+//!   environment variables and arguments.
+//!
+//! The outcome goes to the host log as one line
+//! `probe <sequence>: ok <detail>` or `probe <sequence>: <error-kind>: <message>`.
+//! Every message is accepted: the test reads the log.
+
+use serde_json::Value as Json;
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "sql-plugin",
+    with: {
+        "sinkhost:sink/types@0.1.0": sinkhost_sdk_http::wit::sinkhost::sink::types,
+        "sinkhost:sink/sql@0.1.0": sinkhost_sdk_sql::wit::sinkhost::sink::sql,
+    },
+});
+
+use exports::sinkhost::sink::sink::Guest;
+use sinkhost::sink::log::{log, Level};
+use sinkhost_sdk_http::wit::sinkhost::sink::types::{BatchReport, Envelope, SinkError};
+use sinkhost_sdk_sql::wit::sinkhost::sink::sql;
+
+struct Probe;
+
+fn describe(error: &sql::SqlError) -> String {
+    let kind = match error.kind {
+        sql::ErrorKind::Transient => "transient",
+        sql::ErrorKind::Permanent => "permanent",
+        sql::ErrorKind::InvalidStatement => "invalid-statement",
+        sql::ErrorKind::Refused => "refused",
+    };
+    format!("{kind}: {}", error.message)
+}
+
+fn bind(value: &Json) -> sql::Value {
+    match value {
+        Json::Null => sql::Value::Null,
+        Json::Bool(flag) => sql::Value::Boolean(*flag),
+        Json::Number(number) => number.as_i64().map_or(sql::Value::Null, sql::Value::Integer),
+        Json::String(text) => sql::Value::Text(text.clone()),
+        other => sql::Value::Json(other.to_string()),
+    }
+}
+
+fn run(probe: &Json) -> Result<String, String> {
+    if probe.get("environment").is_some() {
+        let variables: Vec<String> = std::env::vars().map(|(name, value)| format!("{name}={value}")).collect();
+        let arguments: Vec<String> = std::env::args().collect();
+        return Ok(format!("environment {variables:?} arguments {arguments:?}"));
+    }
+    let connection = probe["connection"].as_str().unwrap_or_default();
+    if let Some(table) = probe.get("columns_of").and_then(Json::as_str) {
+        return sql::columns(connection, table).map(|columns| format!("columns {columns:?}")).map_err(|e| describe(&e));
+    }
+    let statement = probe["statement"].as_str().unwrap_or_default();
+    let params: Vec<sql::Value> = probe["params"].as_array().map(|values| values.iter().map(bind).collect()).unwrap_or_default();
+    let transaction = sql::begin(connection).map_err(|e| describe(&e))?;
+    let outcome = transaction.execute(statement, &params).map(|rows| format!("{rows} rows")).map_err(|e| describe(&e));
+    let _ = transaction.rollback();
+    outcome
+}
+
+impl Guest for Probe {
+    fn init(_config: String) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn write_batch(batch: Vec<Envelope>) -> Result<BatchReport, SinkError> {
+        for envelope in &batch {
+            let line = match serde_json::from_slice::<Json>(&envelope.payload) {
+                Ok(probe) => match run(&probe) {
+                    Ok(detail) => format!("ok {detail}"),
+                    Err(error) => error,
+                },
+                Err(err) => format!("bad probe: {err}"),
+            };
+            log(Level::Info, &format!("probe {}: {line}", envelope.stream_sequence));
+        }
+        Ok(BatchReport { failures: Vec::new() })
+    }
+}
+
+export!(Probe);
