@@ -21,3 +21,4 @@ pub mod envelope;
 pub mod logging;
 pub mod plugin;
 pub mod security;
+pub mod signing;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod plugin;
 mod security;
 
 use crate::config::{Config, LoggingConfig};
@@ -59,6 +60,9 @@ pub enum Command {
     Sign(security::SignArgs),
     /// Decrypt a stored record or encrypted payload envelope; key from env.
     Decrypt(security::DecryptArgs),
+    /// Publisher keys and plugin signatures.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Show a component's WIT world, imports and the grants they need.
     Inspect {
         /// Print JSON instead of text.
@@ -100,6 +104,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Keys(command) => security::keys(command),
         Command::Sign(args) => security::sign(args),
         Command::Decrypt(args) => security::decrypt(args),
+        Command::Plugin(command) => plugin::execute(command),
     }
 }
 
@@ -127,7 +132,7 @@ async fn run(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Re
 }
 
 fn load_plugin(config: &Config) -> anyhow::Result<PluginHost> {
-    PluginHost::load(&config.plugin, &config.sink)
+    PluginHost::load_trusted(&config.plugin, &config.sink, config.trust.as_ref())
         .with_context(|| format!("cannot load plugin {}", config.plugin.path.display()))
 }
 

@@ -19,6 +19,7 @@ mod message_metadata;
 mod nats;
 mod plugin;
 mod sql;
+mod trust;
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,7 @@ pub use message_metadata::{
 pub use nats::NatsConfig;
 pub use plugin::{FileAccess, FileGrant, Grants, HttpAuth, HttpGrant, PluginConfig, PluginLimits};
 pub use sql::{SqlDriver, SqlGrant, StatementKind};
+pub use trust::{TrustConfig, TrustedPublisher};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +86,10 @@ pub struct Config {
     pub custody: CustodyConfig,
     /// Which sink component to run and what it is granted.
     pub plugin: PluginConfig,
+    /// Which publishers' plugins this host runs (signatures). Absent: no
+    /// signature is required (a warning says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustConfig>,
     /// The plugin's own settings, passed as JSON to its `init`.
     #[serde(default = "empty_object")]
     pub sink: serde_json::Value,
@@ -202,6 +208,9 @@ impl Config {
         self.encryption.validate()?;
         self.custody.validate()?;
         self.plugin.validate()?;
+        if let Some(trust) = &self.trust {
+            trust.validate()?;
+        }
         if !self.sink.is_object() {
             return Err(Invalid::new("sink", "must be a JSON object"));
         }

@@ -131,6 +131,9 @@ pub enum PluginFault {
 /// Why a plugin cannot be loaded. One line, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginLoadError {
+    /// The trust policy refuses it (unsigned, unknown key, tampered...).
+    #[error("{0}")]
+    Untrusted(#[from] crate::signing::SignatureError),
     /// The file could not be read.
     #[error("cannot read plugin {path}: {source}")]
     Read {
@@ -279,9 +282,28 @@ impl PluginHost {
     /// Compiles the component, or loads it precompiled from the cache; checks
     /// its world, version and imports, and the operator's grants.
     pub fn load(config: &PluginConfig, sink_config: &serde_json::Value) -> Result<Self, PluginLoadError> {
+        Self::load_trusted(config, sink_config, None)
+    }
+
+    /// [`PluginHost::load`] under the operator's trust policy: the
+    /// signature is checked against the very bytes that are then compiled.
+    pub fn load_trusted(
+        config: &PluginConfig,
+        sink_config: &serde_json::Value,
+        trust: Option<&crate::config::TrustConfig>,
+    ) -> Result<Self, PluginLoadError> {
         let path = config.path.clone();
         let started = Instant::now();
         let bytes = read_component(&path)?;
+        match crate::signing::check_trust(trust, &path, &bytes)? {
+            crate::signing::TrustDecision::Signed(key_id) => {
+                tracing::info!(plugin = %path.display(), key_id = %key_id, "plugin signature verified")
+            }
+            crate::signing::TrustDecision::NotRequired => tracing::warn!(
+                plugin = %path.display(),
+                "no trust policy requires a signature: this plugin's publisher is not verified (see docs/plugin-signing.md)"
+            ),
+        }
         let grants = PreparedGrants::prepare(&config.grants)?;
         let digest = cache::sha256_hex(&bytes);
         let engine = engine::build().map_err(|err| link_error(&path, &err))?;
