@@ -394,16 +394,32 @@ impl Transaction {
     pub async fn commit(&mut self) -> Result<(), SqlError> {
         let timeout = self.database.statement_timeout;
         let outcome = tokio::time::timeout(timeout, self.open()?.commit()).await;
-        self.finished = true;
-        self.settle("COMMIT", outcome)
+        self.finish("COMMIT", outcome)
     }
 
     /// Rolls back.
     pub async fn rollback(&mut self) -> Result<(), SqlError> {
         let timeout = self.database.statement_timeout;
         let outcome = tokio::time::timeout(timeout, self.open()?.rollback()).await;
+        self.finish("ROLLBACK", outcome)
+    }
+
+    /// Ends the transaction. A COMMIT or ROLLBACK that failed leaves the
+    /// session in an unknown state: its connection is closed, never
+    /// returned to the pool (for every driver, here rather than in each).
+    fn finish(
+        &mut self,
+        what: &str,
+        outcome: Result<Result<(), SqlError>, tokio::time::error::Elapsed>,
+    ) -> Result<(), SqlError> {
         self.finished = true;
-        self.settle("ROLLBACK", outcome)
+        let result = self.settle(what, outcome);
+        if result.is_err() {
+            if let Some(connection) = self.connection.take() {
+                connection.abandon();
+            }
+        }
+        result
     }
 
     /// Ends a transaction the plugin dropped: rolls it back, or abandons its

@@ -159,20 +159,12 @@ impl Transaction {
     }
 
     async fn finish(&mut self, command: &'static str) -> Result<(), SqlError> {
-        let outcome = self.connection()?.execute(command).await.map(|_| ()).map_err(classify);
-        if outcome.is_err() {
-            self.abandon_now();
-        }
-        outcome
+        self.connection()?.execute(command).await.map(|_| ()).map_err(classify)
     }
 
     /// Closes the connection instead of returning it to the pool; the server
     /// rolls back whatever was open.
     pub fn abandon(mut self) {
-        self.abandon_now();
-    }
-
-    fn abandon_now(&mut self) {
         if let Some(mut connection) = self.connection.take() {
             connection.close_on_drop();
         }

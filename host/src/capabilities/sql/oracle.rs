@@ -202,20 +202,12 @@ impl Transaction {
 
     /// Commits.
     pub async fn commit(&mut self) -> Result<(), SqlError> {
-        let outcome = self.with_connection(|connection| connection.commit().map_err(classify)).await;
-        if outcome.is_err() {
-            self.connection = None;
-        }
-        outcome
+        self.with_connection(|connection| connection.commit().map_err(classify)).await
     }
 
     /// Rolls back.
     pub async fn rollback(&mut self) -> Result<(), SqlError> {
-        let outcome = self.with_connection(|connection| connection.rollback().map_err(classify)).await;
-        if outcome.is_err() {
-            self.connection = None;
-        }
-        outcome
+        self.with_connection(|connection| connection.rollback().map_err(classify)).await
     }
 
     /// Gives the connection up without committing: the driver rolls back

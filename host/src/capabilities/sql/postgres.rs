@@ -154,21 +154,12 @@ impl Transaction {
     }
 
     async fn finish(&mut self, command: &str) -> Result<(), SqlError> {
-        let outcome = self.client()?.batch_execute(command).await.map_err(classify);
-        if outcome.is_err() {
-            // Whatever state the session is in, nobody else gets it.
-            self.abandon_now();
-        }
-        outcome
+        self.client()?.batch_execute(command).await.map_err(classify)
     }
 
     /// Closes the connection instead of returning it to the pool; the server
     /// rolls back whatever was open.
     pub fn abandon(mut self) {
-        self.abandon_now();
-    }
-
-    fn abandon_now(&mut self) {
         if let Some(client) = self.client.take() {
             drop(Object::take(client));
         }
