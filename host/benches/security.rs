@@ -25,7 +25,8 @@ fn config(authenticity: bool, encryption: bool, custody: bool) -> Config {
             {"subject": "sig.>", "algorithm": "hmac-sha256", "key_id": "k1", "key_b64_env": "BENCH_HMAC_KEY"}]});
     }
     if encryption {
-        doc["encryption"] = serde_json::json!({"enabled": true, "key_id": "e1", "key_b64_env": "BENCH_AES_KEY"});
+        doc["encryption"] =
+            serde_json::json!({"enabled": true, "key_id": "e1", "key_b64_env": "BENCH_AES_KEY"});
     }
     if custody {
         doc["custody"] = serde_json::json!({"enabled": true, "algorithm": "sha256"});
@@ -37,9 +38,22 @@ fn envelope(i: usize) -> Envelope {
     let body = format!(r#"{{"id":{i},"kind":"bench","pad":"{}"}}"#, "x".repeat(220)).into_bytes();
     let pairs = vec![("Nats-Msg-Id".to_string(), format!("bench-{i}"))];
     let message = MessageToVerify::new("sig.events", &pairs, &body);
-    let signature = sign_hmac(&HMAC_KEY, "k1", &[SignedField::Subject, SignedField::MessageId], &message).expect("sign");
-    let headers: Vec<(String, String)> =
-        pairs.iter().cloned().chain(authenticity_headers(AuthenticityAlgorithm::HmacSha256, "k1", &signature)).collect();
+    let signature = sign_hmac(
+        &HMAC_KEY,
+        "k1",
+        &[SignedField::Subject, SignedField::MessageId],
+        &message,
+    )
+    .expect("sign");
+    let headers: Vec<(String, String)> = pairs
+        .iter()
+        .cloned()
+        .chain(authenticity_headers(
+            AuthenticityAlgorithm::HmacSha256,
+            "k1",
+            &signature,
+        ))
+        .collect();
     Envelope {
         subject: "sig.events".into(),
         headers,
@@ -59,8 +73,14 @@ fn envelope(i: usize) -> Envelope {
 }
 
 fn main() {
-    std::env::set_var("BENCH_HMAC_KEY", base64::engine::general_purpose::STANDARD.encode(HMAC_KEY));
-    std::env::set_var("BENCH_AES_KEY", base64::engine::general_purpose::STANDARD.encode([1u8; 32]));
+    std::env::set_var(
+        "BENCH_HMAC_KEY",
+        base64::engine::general_purpose::STANDARD.encode(HMAC_KEY),
+    );
+    std::env::set_var(
+        "BENCH_AES_KEY",
+        base64::engine::general_purpose::STANDARD.encode([1u8; 32]),
+    );
     let envelopes: Vec<Envelope> = (0..MESSAGES).map(envelope).collect();
     println!("| stages | µs per message | msg/s on one core |");
     println!("| --- | ---: | ---: |");
@@ -81,7 +101,11 @@ fn main() {
         }
         let seconds = started.elapsed().as_secs_f64();
         assert_eq!(passed, MESSAGES, "{name}: every bench message is genuine");
-        println!("| {name} | {:.2} | {:.0} |", seconds * 1e6 / MESSAGES as f64, MESSAGES as f64 / seconds);
+        println!(
+            "| {name} | {:.2} | {:.0} |",
+            seconds * 1e6 / MESSAGES as f64,
+            MESSAGES as f64 / seconds
+        );
     }
     custody_breakdown(&envelopes);
 }
@@ -103,10 +127,14 @@ fn custody_breakdown(envelopes: &[Envelope]) {
         println!("| {name} | {:.2} |", seconds * 1e6 / envelopes.len() as f64);
     };
     time("payload hash input (parse + canonical)", &|e| {
-        custody::payload_hash_input(&e.payload).map(|v| v.len()).unwrap_or(0)
+        custody::payload_hash_input(&e.payload)
+            .map(|v| v.len())
+            .unwrap_or(0)
     });
     time("metadata document (JSON tree)", &|e| {
-        metadata::metadata_document(e, &e.payload, None).as_object().map_or(0, |m| m.len())
+        metadata::metadata_document(e, &e.payload, None)
+            .as_object()
+            .map_or(0, |m| m.len())
     });
     time("metadata document + canonical bytes", &|e| {
         canonical::to_canonical_bytes(&metadata::metadata_document(e, &e.payload, None)).len()

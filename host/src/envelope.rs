@@ -132,12 +132,20 @@ mod tests {
 
     #[test]
     fn message_id_prefers_nats_msg_id_case_insensitively() {
-        let h = headers(&[("message-id", "c"), ("nats-msg-id", "a"), ("Nats-Message-Id", "b")]);
+        let h = headers(&[
+            ("message-id", "c"),
+            ("nats-msg-id", "a"),
+            ("Nats-Message-Id", "b"),
+        ]);
         assert_eq!(message_id_from_headers(&h), Some("a"));
         let h = headers(&[("message-id", "c"), ("Nats-Message-Id", "b")]);
         assert_eq!(message_id_from_headers(&h), Some("b"));
         let h = headers(&[("Nats-Msg-Id", ""), ("message-id", " c ")]);
-        assert_eq!(message_id_from_headers(&h), Some(" c "), "not trimmed, like the reference");
+        assert_eq!(
+            message_id_from_headers(&h),
+            Some(" c "),
+            "not trimmed, like the reference"
+        );
         assert_eq!(message_id_from_headers(&[]), None);
     }
 }

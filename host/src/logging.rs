@@ -18,7 +18,10 @@ pub fn mark_process_start() {
 
 /// Milliseconds since [`mark_process_start`], for start-up timings.
 pub fn millis_since_start() -> u128 {
-    PROCESS_START.get_or_init(Instant::now).elapsed().as_millis()
+    PROCESS_START
+        .get_or_init(Instant::now)
+        .elapsed()
+        .as_millis()
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the

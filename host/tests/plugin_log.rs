@@ -39,16 +39,16 @@ async fn plugin_stderr_and_log_calls_become_host_log_events() {
     let lines = logs.lines();
     // The guest's panic message, written to its stderr, is one log event.
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("stream=stderr") && l.contains("chaos: panic requested") && l.contains("plugin=chaos")),
+        lines.iter().any(|l| l.contains("stream=stderr")
+            && l.contains("chaos: panic requested")
+            && l.contains("plugin=chaos")),
         "{lines:#?}"
     );
     // Its `log` import calls too, with the plugin's name.
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("stream=log") && l.contains("chaos plugin ready") && l.contains("plugin=chaos")),
+        lines.iter().any(|l| l.contains("stream=log")
+            && l.contains("chaos plugin ready")
+            && l.contains("plugin=chaos")),
         "{lines:#?}"
     );
 }
@@ -78,7 +78,11 @@ impl LogCapture {
 struct Collector(Arc<Mutex<Vec<String>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collector {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
         if event.metadata().target() != "plugin" {
             return;
         }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use sinkhost::config::{FileAccess, FileGrant, Grants, PluginConfig, PluginLimits};
 use sinkhost::envelope::{Envelope, MessageMetadata};
 use sinkhost::plugin::{
-    inspect_with_cache, CacheOutcome, ErrorKind, PluginFault, PluginHost, PluginLoadError, SinkPool, WriteOutcome,
+    inspect_with_cache, CacheOutcome, ErrorKind, PluginFault, PluginHost, PluginLoadError,
+    SinkPool, WriteOutcome,
 };
 use tempfile::TempDir;
 
@@ -81,7 +82,10 @@ impl Fixture {
     /// chaos.wasm with `host_dir` granted read-write as `/data`.
     fn chaos_with_data(&self, host_dir: &Path) -> PluginConfig {
         let mut config = self.config(chaos());
-        config.grants.files.push(grant(host_dir, "/data", FileAccess::ReadWrite));
+        config
+            .grants
+            .files
+            .push(grant(host_dir, "/data", FileAccess::ReadWrite));
         config
     }
 }
@@ -121,10 +125,14 @@ fn envelope(subject: &str, sequence: u64) -> Envelope {
 }
 
 fn batch(first: u64, count: u64) -> Vec<Envelope> {
-    (first..first + count).map(|seq| envelope("events.a", seq)).collect()
+    (first..first + count)
+        .map(|seq| envelope("events.a", seq))
+        .collect()
 }
 
-fn expect_stored(outcome: Result<WriteOutcome, PluginFault>) -> Vec<sinkhost::plugin::MessageFailure> {
+fn expect_stored(
+    outcome: Result<WriteOutcome, PluginFault>,
+) -> Vec<sinkhost::plugin::MessageFailure> {
     match outcome {
         Ok(WriteOutcome::Stored { failures }) => failures,
         other => panic!("expected Stored, got {other:?}"),
@@ -143,7 +151,10 @@ fn expect_failed(outcome: Result<WriteOutcome, PluginFault>) -> sinkhost::plugin
 #[tokio::test]
 async fn discard_stores_everything() {
     let fx = Fixture::new();
-    let host = load(&fx.config(chaos()), serde_json::json!({"behaviour": "discard"}));
+    let host = load(
+        &fx.config(chaos()),
+        serde_json::json!({"behaviour": "discard"}),
+    );
     host.check_init().await.expect("init");
     let pool = host.pool(1);
     assert!(expect_stored(pool.write_batch(&batch(1, 3)).await).is_empty());
@@ -166,8 +177,14 @@ async fn record_writes_into_the_granted_directory() {
     assert!(data.is_dir(), "a read-write grant is created when missing");
     let pool = host.pool(1);
     assert!(expect_stored(pool.write_batch(&batch(7, 2)).await).is_empty());
-    assert_eq!(std::fs::read(data.join("EVENTS-7")).expect("stored"), b"payload 7");
-    assert_eq!(std::fs::read(data.join("EVENTS-8")).expect("stored"), b"payload 8");
+    assert_eq!(
+        std::fs::read(data.join("EVENTS-7")).expect("stored"),
+        b"payload 7"
+    );
+    assert_eq!(
+        std::fs::read(data.join("EVENTS-8")).expect("stored"),
+        b"payload 8"
+    );
 }
 
 #[tokio::test]
@@ -177,18 +194,29 @@ async fn per_message_failures_keep_their_batch_index() {
         &fx.config(chaos()),
         serde_json::json!({"behaviour": "fail_permanent_subjects", "subjects": ["events.bad"]}),
     );
-    let messages = vec![envelope("events.a", 1), envelope("events.bad", 2), envelope("events.a", 3)];
+    let messages = vec![
+        envelope("events.a", 1),
+        envelope("events.bad", 2),
+        envelope("events.a", 3),
+    ];
     let failures = expect_stored(host.pool(1).write_batch(&messages).await);
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].index, 1);
     assert_eq!(failures[0].error.kind, ErrorKind::Permanent);
-    assert!(failures[0].error.message.contains("events.bad"), "{:?}", failures[0]);
+    assert!(
+        failures[0].error.message.contains("events.bad"),
+        "{:?}",
+        failures[0]
+    );
 }
 
 #[tokio::test]
 async fn a_reported_error_is_not_a_fault() {
     let fx = Fixture::new();
-    let host = load(&fx.config(chaos()), serde_json::json!({"behaviour": "fail_transient"}));
+    let host = load(
+        &fx.config(chaos()),
+        serde_json::json!({"behaviour": "fail_transient"}),
+    );
     let pool = host.pool(1);
     let error = expect_failed(pool.write_batch(&batch(1, 2)).await);
     assert_eq!(error.kind, ErrorKind::Transient);
@@ -198,7 +226,10 @@ async fn a_reported_error_is_not_a_fault() {
 #[tokio::test]
 async fn a_refused_config_is_an_init_fault_with_the_plugins_message() {
     let fx = Fixture::new();
-    let host = load(&fx.config(chaos()), serde_json::json!({"behaviour": "no-such-behaviour"}));
+    let host = load(
+        &fx.config(chaos()),
+        serde_json::json!({"behaviour": "no-such-behaviour"}),
+    );
     match host.check_init().await {
         Err(PluginFault::Init { message }) => {
             assert!(message.contains("sink (chaos)"), "{message}");
@@ -208,7 +239,10 @@ async fn a_refused_config_is_an_init_fault_with_the_plugins_message() {
     }
     // The pool reports the same, and counts it.
     let pool = host.pool(1);
-    assert!(matches!(pool.write_batch(&batch(1, 1)).await, Err(PluginFault::Init { .. })));
+    assert!(matches!(
+        pool.write_batch(&batch(1, 1)).await,
+        Err(PluginFault::Init { .. })
+    ));
     assert_eq!(pool.faults_total(), 1);
 }
 
@@ -245,11 +279,23 @@ async fn an_endless_loop_times_out_near_the_deadline() {
     host.check_init().await.expect("init");
     let pool = host.pool(1);
     let started = Instant::now();
-    let fault = pool.write_batch(&batch(1, 1)).await.expect_err("must time out");
+    let fault = pool
+        .write_batch(&batch(1, 1))
+        .await
+        .expect_err("must time out");
     let elapsed = started.elapsed();
-    assert!(matches!(fault, PluginFault::Timeout { after_ms: 300 }), "{fault:?}");
-    assert!(elapsed >= Duration::from_millis(290), "timed out too early: {elapsed:?}");
-    assert!(elapsed < Duration::from_millis(5_000), "timed out far too late: {elapsed:?}");
+    assert!(
+        matches!(fault, PluginFault::Timeout { after_ms: 300 }),
+        "{fault:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(290),
+        "timed out too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(5_000),
+        "timed out far too late: {elapsed:?}"
+    );
     assert_eq!(pool.faults_total(), 1);
 }
 
@@ -260,12 +306,25 @@ async fn a_plugin_sleeping_in_a_host_call_times_out_too() {
     let fx = Fixture::new();
     let mut config = fx.config(chaos());
     config.limits.call_timeout_ms = 300;
-    let host = load(&config, serde_json::json!({"behaviour": "slow", "sleep_ms": 10_000}));
+    let host = load(
+        &config,
+        serde_json::json!({"behaviour": "slow", "sleep_ms": 10_000}),
+    );
     let pool = host.pool(1);
     let started = Instant::now();
-    let fault = pool.write_batch(&batch(1, 1)).await.expect_err("must time out");
-    assert!(matches!(fault, PluginFault::Timeout { after_ms: 300 }), "{fault:?}");
-    assert!(started.elapsed() < Duration::from_millis(5_000), "{:?}", started.elapsed());
+    let fault = pool
+        .write_batch(&batch(1, 1))
+        .await
+        .expect_err("must time out");
+    assert!(
+        matches!(fault, PluginFault::Timeout { after_ms: 300 }),
+        "{fault:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(5_000),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,16 +347,25 @@ async fn a_busy_plugin_does_not_block_other_tasks() {
     let started = Instant::now();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let late = started.elapsed();
-    assert!(late < Duration::from_millis(1_500), "the executor was blocked for {late:?}");
+    assert!(
+        late < Duration::from_millis(1_500),
+        "the executor was blocked for {late:?}"
+    );
     for task in loops {
-        assert!(matches!(task.await.expect("task"), Err(PluginFault::Timeout { .. })));
+        assert!(matches!(
+            task.await.expect("task"),
+            Err(PluginFault::Timeout { .. })
+        ));
     }
 }
 
 #[tokio::test]
 async fn a_panic_is_a_trap() {
     let fx = Fixture::new();
-    let host = load(&fx.config(chaos()), serde_json::json!({"behaviour": "panic"}));
+    let host = load(
+        &fx.config(chaos()),
+        serde_json::json!({"behaviour": "panic"}),
+    );
     let pool = host.pool(1);
     match pool.write_batch(&batch(1, 1)).await {
         Err(PluginFault::Trap { message }) => assert!(message.contains("unreachable"), "{message}"),
@@ -313,19 +381,39 @@ async fn after_a_trap_the_same_pool_serves_the_next_batch_after_the_backoff() {
     let mut config = fx.chaos_with_data(&data);
     config.limits.failure_backoff_ms = 1_000;
     config.limits.failure_backoff_max_ms = 5_000;
-    let host = load(&config, serde_json::json!({"behaviour": "trap_once_marker", "directory": "/data"}));
+    let host = load(
+        &config,
+        serde_json::json!({"behaviour": "trap_once_marker", "directory": "/data"}),
+    );
     let pool = host.pool(1);
-    assert!(matches!(pool.write_batch(&batch(1, 1)).await, Err(PluginFault::Trap { .. })));
-    assert!(data.join("trapped").is_file(), "the first instance created its marker");
+    assert!(matches!(
+        pool.write_batch(&batch(1, 1)).await,
+        Err(PluginFault::Trap { .. })
+    ));
+    assert!(
+        data.join("trapped").is_file(),
+        "the first instance created its marker"
+    );
     let started = Instant::now();
     assert!(expect_stored(pool.write_batch(&batch(2, 1)).await).is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(990), "no backoff: {:?}", started.elapsed());
-    assert!(data.join("EVENTS-2").is_file(), "a fresh instance stored the batch");
+    assert!(
+        started.elapsed() >= Duration::from_millis(990),
+        "no backoff: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        data.join("EVENTS-2").is_file(),
+        "a fresh instance stored the batch"
+    );
     assert_eq!(pool.faults_total(), 1);
     // A success resets the backoff.
     let started = Instant::now();
     assert!(expect_stored(pool.write_batch(&batch(3, 1)).await).is_empty());
-    assert!(started.elapsed() < Duration::from_millis(900), "backoff not reset: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "backoff not reset: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -339,34 +427,58 @@ async fn consecutive_faults_double_the_backoff_up_to_its_maximum() {
     let mut waits = Vec::new();
     for _ in 0..4 {
         let started = Instant::now();
-        assert!(matches!(pool.write_batch(&batch(1, 1)).await, Err(PluginFault::Trap { .. })));
+        assert!(matches!(
+            pool.write_batch(&batch(1, 1)).await,
+            Err(PluginFault::Trap { .. })
+        ));
         waits.push(started.elapsed());
     }
-    assert!(waits[0] < Duration::from_millis(350), "first call waits for nothing: {waits:?}");
+    assert!(
+        waits[0] < Duration::from_millis(350),
+        "first call waits for nothing: {waits:?}"
+    );
     assert!(waits[1] >= Duration::from_millis(395), "{waits:?}");
     assert!(waits[2] >= Duration::from_millis(795), "{waits:?}");
     assert!(waits[3] >= Duration::from_millis(895), "{waits:?}");
-    assert!(waits[3] < Duration::from_millis(1_500), "capped at the maximum (uncapped would be 1.6 s): {waits:?}");
+    assert!(
+        waits[3] < Duration::from_millis(1_500),
+        "capped at the maximum (uncapped would be 1.6 s): {waits:?}"
+    );
     assert_eq!(pool.faults_total(), 4);
 }
 
 #[tokio::test]
 async fn allocating_past_the_memory_limit_is_a_memory_fault() {
     let fx = Fixture::new();
-    let host = load(&fx.config(chaos()), serde_json::json!({"behaviour": "alloc", "mib": 1024}));
+    let host = load(
+        &fx.config(chaos()),
+        serde_json::json!({"behaviour": "alloc", "mib": 1024}),
+    );
     let pool = host.pool(1);
-    let fault = pool.write_batch(&batch(1, 1)).await.expect_err("must hit the limit");
-    assert!(matches!(fault, PluginFault::MemoryLimit { limit_mb: 64 }), "{fault:?}");
+    let fault = pool
+        .write_batch(&batch(1, 1))
+        .await
+        .expect_err("must hit the limit");
+    assert!(
+        matches!(fault, PluginFault::MemoryLimit { limit_mb: 64 }),
+        "{fault:?}"
+    );
     assert_eq!(pool.faults_total(), 1);
 }
 
 #[tokio::test]
 async fn allocating_within_the_memory_limit_works() {
     let fx = Fixture::new();
-    let host = load(&fx.config(chaos()), serde_json::json!({"behaviour": "alloc", "mib": 16}));
+    let host = load(
+        &fx.config(chaos()),
+        serde_json::json!({"behaviour": "alloc", "mib": 16}),
+    );
     // chaos answers with a transient error saying it could allocate.
     let error = expect_failed(host.pool(1).write_batch(&batch(1, 1)).await);
-    assert!(error.message.contains("allocated and touched 16 MiB"), "{error:?}");
+    assert!(
+        error.message.contains("allocated and touched 16 MiB"),
+        "{error:?}"
+    );
 }
 
 // ---------------------------------------------------------------- sandbox
@@ -381,11 +493,21 @@ async fn every_escape_from_the_granted_directory_fails() {
     );
     let error = expect_failed(host.pool(1).write_batch(&batch(1, 1)).await);
     assert_eq!(error.kind, ErrorKind::Transient);
-    assert!(error.message.contains("every escape attempt failed"), "{error:?}");
+    assert!(
+        error.message.contains("every escape attempt failed"),
+        "{error:?}"
+    );
     for attempt in ["/etc/passwd", "../x", "symlink"] {
-        assert!(error.message.contains(attempt), "attempt `{attempt}` not reported: {}", error.message);
+        assert!(
+            error.message.contains(attempt),
+            "attempt `{attempt}` not reported: {}",
+            error.message
+        );
     }
-    assert!(!fx.dir("x").exists(), "the plugin created a file next to its granted directory");
+    assert!(
+        !fx.dir("x").exists(),
+        "the plugin created a file next to its granted directory"
+    );
 }
 
 #[tokio::test]
@@ -396,7 +518,9 @@ async fn a_directory_that_is_not_granted_is_not_there() {
         serde_json::json!({"behaviour": "record", "directory": "/data"}),
     );
     match host.check_init().await {
-        Err(PluginFault::Init { message }) => assert!(message.contains("sink.directory /data"), "{message}"),
+        Err(PluginFault::Init { message }) => {
+            assert!(message.contains("sink.directory /data"), "{message}")
+        }
         other => panic!("expected Init, got {other:?}"),
     }
 }
@@ -409,15 +533,29 @@ async fn a_read_only_grant_cannot_be_written() {
     let data = fx.dir("ro");
     std::fs::create_dir_all(&data).expect("dir");
     let mut config = fx.config(chaos());
-    config.grants.files.push(grant(&data, "/data", FileAccess::ReadOnly));
-    let host = load(&config, serde_json::json!({"behaviour": "record", "directory": "/data"}));
+    config
+        .grants
+        .files
+        .push(grant(&data, "/data", FileAccess::ReadOnly));
+    let host = load(
+        &config,
+        serde_json::json!({"behaviour": "record", "directory": "/data"}),
+    );
     match host.check_init().await {
-        Err(PluginFault::Init { message }) => assert!(message.contains("not permitted"), "{message}"),
+        Err(PluginFault::Init { message }) => {
+            assert!(message.contains("not permitted"), "{message}")
+        }
         other => panic!("expected Init, got {other:?}"),
     }
     // A subdirectory the plugin wants is not created either.
-    let host = load(&config, serde_json::json!({"behaviour": "record", "directory": "/data/sub"}));
-    assert!(matches!(host.check_init().await, Err(PluginFault::Init { .. })));
+    let host = load(
+        &config,
+        serde_json::json!({"behaviour": "record", "directory": "/data/sub"}),
+    );
+    assert!(matches!(
+        host.check_init().await,
+        Err(PluginFault::Init { .. })
+    ));
     assert_eq!(std::fs::read_dir(&data).expect("list").count(), 0);
 }
 
@@ -425,10 +563,17 @@ async fn a_read_only_grant_cannot_be_written() {
 fn a_missing_read_only_directory_is_a_load_error_naming_the_grant() {
     let fx = Fixture::new();
     let mut config = fx.config(chaos());
-    config.grants.files.push(grant(&fx.dir("missing"), "/data", FileAccess::ReadOnly));
+    config
+        .grants
+        .files
+        .push(grant(&fx.dir("missing"), "/data", FileAccess::ReadOnly));
     let err = PluginHost::load(&config, &serde_json::json!({})).expect_err("missing dir");
     assert!(matches!(err, PluginLoadError::Grant(_)), "{err:?}");
-    assert!(err.to_string().starts_with("plugin.grants.files[0].host_path"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("plugin.grants.files[0].host_path"),
+        "{err}"
+    );
 }
 
 // --------------------------------------------------------- load errors
@@ -454,8 +599,15 @@ fn random_bytes_and_core_modules_are_not_components() {
     let random = fx.dir("random.wasm");
     std::fs::write(&random, b"certainly not webassembly").expect("write");
     let err = load_error(&fx, random);
-    assert!(matches!(err, PluginLoadError::NotAComponent { .. }), "{err:?}");
-    assert!(err.to_string().contains("random.wasm is not a WebAssembly component"), "{err}");
+    assert!(
+        matches!(err, PluginLoadError::NotAComponent { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("random.wasm is not a WebAssembly component"),
+        "{err}"
+    );
 
     let core = fx.dir("core.wasm");
     std::fs::write(&core, b"\0asm\x01\x00\x00\x00").expect("write");
@@ -477,7 +629,10 @@ fn a_component_of_another_world_is_not_a_sink() {
     let message = err.to_string();
     assert!(message.contains("is not a sinkhost sink"), "{message}");
     assert!(message.contains("wasi:cli/run@0.2"), "{message}");
-    assert!(message.contains("expected sinkhost:sink/sink@0.1.x"), "{message}");
+    assert!(
+        message.contains("expected sinkhost:sink/sink@0.1.x"),
+        "{message}"
+    );
 }
 
 /// A minimal component that imports `import` (an empty instance) and
@@ -516,13 +671,22 @@ fn an_import_needing_a_grant_the_config_lacks_is_refused_naming_the_grant() {
     let path = fx.dir("http.wasm");
     std::fs::write(
         &path,
-        component_reexporting("wasi:http/outgoing-handler@0.2.0", "sinkhost:sink/sink@0.1.0"),
+        component_reexporting(
+            "wasi:http/outgoing-handler@0.2.0",
+            "sinkhost:sink/sink@0.1.0",
+        ),
     )
     .expect("write");
     let err = load_error(&fx, path);
-    assert!(matches!(err, PluginLoadError::MissingGrant { grant: "http", .. }), "{err:?}");
+    assert!(
+        matches!(err, PluginLoadError::MissingGrant { grant: "http", .. }),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains("`wasi:http/outgoing-handler@0.2.0`"), "{message}");
+    assert!(
+        message.contains("`wasi:http/outgoing-handler@0.2.0`"),
+        "{message}"
+    );
     assert!(message.contains("plugin.grants.http"), "{message}");
 }
 
@@ -532,13 +696,22 @@ fn an_import_the_host_does_not_provide_is_refused_naming_it() {
     let path = fx.dir("server.wasm");
     std::fs::write(
         &path,
-        component_reexporting("wasi:http/incoming-handler@0.2.0", "sinkhost:sink/sink@0.1.0"),
+        component_reexporting(
+            "wasi:http/incoming-handler@0.2.0",
+            "sinkhost:sink/sink@0.1.0",
+        ),
     )
     .expect("write");
     let err = load_error(&fx, path);
-    assert!(matches!(err, PluginLoadError::UnsupportedImport { .. }), "{err:?}");
+    assert!(
+        matches!(err, PluginLoadError::UnsupportedImport { .. }),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains("`wasi:http/incoming-handler@0.2.0`"), "{message}");
+    assert!(
+        message.contains("`wasi:http/incoming-handler@0.2.0`"),
+        "{message}"
+    );
     assert!(message.contains("not serve them"), "{message}");
 }
 
@@ -546,9 +719,16 @@ fn an_import_the_host_does_not_provide_is_refused_naming_it() {
 fn an_unsupported_wit_version_names_the_supported_ones() {
     let fx = Fixture::new();
     let path = fx.dir("future.wasm");
-    std::fs::write(&path, component_reexporting("acme:x/y@1.0.0", "sinkhost:sink/sink@0.9.0")).expect("write");
+    std::fs::write(
+        &path,
+        component_reexporting("acme:x/y@1.0.0", "sinkhost:sink/sink@0.9.0"),
+    )
+    .expect("write");
     let err = load_error(&fx, path);
-    assert!(matches!(err, PluginLoadError::UnsupportedVersion { .. }), "{err:?}");
+    assert!(
+        matches!(err, PluginLoadError::UnsupportedVersion { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("supported: 0.1.x"), "{err}");
 }
 
@@ -556,8 +736,11 @@ fn an_unsupported_wit_version_names_the_supported_ones() {
 fn a_sink_export_that_does_not_match_the_wit_fails_to_link() {
     let fx = Fixture::new();
     let path = fx.dir("hollow.wasm");
-    std::fs::write(&path, component_reexporting("wasi:clocks/wall-clock@0.2.0", "sinkhost:sink/sink@0.1.0"))
-        .expect("write");
+    std::fs::write(
+        &path,
+        component_reexporting("wasi:clocks/wall-clock@0.2.0", "sinkhost:sink/sink@0.1.0"),
+    )
+    .expect("write");
     let err = load_error(&fx, path);
     assert!(matches!(err, PluginLoadError::Link { .. }), "{err:?}");
 }
@@ -583,10 +766,16 @@ async fn the_cache_is_hit_and_survives_corrupt_and_incompatible_entries() {
     let fx = Fixture::new();
     let config = fx.config(chaos());
     let sink = serde_json::json!({"behaviour": "discard"});
-    assert_eq!(load(&config, sink.clone()).describe().cache, CacheOutcome::Miss);
+    assert_eq!(
+        load(&config, sink.clone()).describe().cache,
+        CacheOutcome::Miss
+    );
     let entry = only_entry(&fx.cache());
     assert!(sidecar_of(&entry).is_file());
-    assert_eq!(load(&config, sink.clone()).describe().cache, CacheOutcome::Hit);
+    assert_eq!(
+        load(&config, sink.clone()).describe().cache,
+        CacheOutcome::Hit
+    );
 
     // A torn entry: its checksum no longer matches. Recompiled and replaced.
     let good = std::fs::read(&entry).expect("entry");
@@ -594,7 +783,11 @@ async fn the_cache_is_hit_and_survives_corrupt_and_incompatible_entries() {
     let host = load(&config, sink.clone());
     assert_eq!(host.describe().cache, CacheOutcome::Miss);
     host.check_init().await.expect("recompiled plugin works");
-    assert_eq!(std::fs::read(&entry).expect("entry"), good, "the entry was replaced");
+    assert_eq!(
+        std::fs::read(&entry).expect("entry"),
+        good,
+        "the entry was replaced"
+    );
 
     // An entry compiled by an engine with other settings, with a valid
     // checksum: wasmtime refuses it, the host recompiles.
@@ -634,8 +827,14 @@ fn inspect_reports_world_imports_and_grants() {
     let inspection = inspect_with_cache(&chaos(), Some(&fx.cache())).expect("inspect");
     assert!(inspection.runnable, "{inspection}");
     assert_eq!(inspection.wit_version.as_deref(), Some("0.1.0"));
-    assert_eq!(inspection.world.as_deref(), Some("sinkhost:sink/plugin@0.1.0"));
-    assert_eq!(inspection.exports, vec!["sinkhost:sink/sink@0.1.0".to_string()]);
+    assert_eq!(
+        inspection.world.as_deref(),
+        Some("sinkhost:sink/plugin@0.1.0")
+    );
+    assert_eq!(
+        inspection.exports,
+        vec!["sinkhost:sink/sink@0.1.0".to_string()]
+    );
     assert_eq!(inspection.grants_needed, vec!["files".to_string()]);
     let text = inspection.to_string();
     assert!(text.contains("needs grant `files`"), "{text}");
@@ -648,14 +847,21 @@ fn inspect_reports_world_imports_and_grants() {
 #[test]
 fn inspect_describes_what_it_cannot_run() {
     let fx = Fixture::new();
-    let inspection = inspect_with_cache(&test_plugin("other-world.wasm"), Some(&fx.cache())).expect("inspect");
+    let inspection =
+        inspect_with_cache(&test_plugin("other-world.wasm"), Some(&fx.cache())).expect("inspect");
     assert!(!inspection.runnable);
-    assert!(inspection.problem.as_deref().is_some_and(|p| p.contains("not a sinkhost sink")));
+    assert!(inspection
+        .problem
+        .as_deref()
+        .is_some_and(|p| p.contains("not a sinkhost sink")));
     assert!(inspection.to_string().contains("runnable:  no"));
 
     let sockets = fx.dir("sockets.wasm");
-    std::fs::write(&sockets, component_reexporting("wasi:sockets/tcp@0.2.0", "sinkhost:sink/sink@0.1.0"))
-        .expect("write");
+    std::fs::write(
+        &sockets,
+        component_reexporting("wasi:sockets/tcp@0.2.0", "sinkhost:sink/sink@0.1.0"),
+    )
+    .expect("write");
     let inspection = inspect_with_cache(&sockets, None).expect("inspect");
     let text = inspection.to_string();
     assert!(text.contains("denied"), "{text}");
@@ -677,7 +883,11 @@ fn the_pool_and_its_futures_can_cross_threads() {
     send_sync::<SinkPool>();
     send_sync::<PluginHost>();
     let fx = Fixture::new();
-    let pool = load(&fx.config(chaos()), serde_json::json!({"behaviour": "discard"})).pool(1);
+    let pool = load(
+        &fx.config(chaos()),
+        serde_json::json!({"behaviour": "discard"}),
+    )
+    .pool(1);
     let messages = batch(1, 1);
     send(&pool.write_batch(&messages));
 }

@@ -16,8 +16,14 @@ const PAYLOAD_BYTES: usize = 1024;
 const CALLS: u32 = 200;
 
 fn component(relative: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative);
-    assert!(path.is_file(), "{} is missing: run `bash plugins/build.sh`", path.display());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash plugins/build.sh`",
+        path.display()
+    );
     path
 }
 
@@ -60,7 +66,10 @@ async fn measure(name: &str, path: PathBuf, grants: Grants, sink: serde_json::Va
     let started = Instant::now();
     let host_cached = PluginHost::load(&config, &sink).expect("load");
     let cached = started.elapsed();
-    assert_eq!(host_cached.describe().cache, sinkhost::plugin::CacheOutcome::Hit);
+    assert_eq!(
+        host_cached.describe().cache,
+        sinkhost::plugin::CacheOutcome::Hit
+    );
     drop(host_cached);
 
     let mut init = Duration::ZERO;
@@ -72,7 +81,10 @@ async fn measure(name: &str, path: PathBuf, grants: Grants, sink: serde_json::Va
     let pool = host.pool(1);
     let mut seq = 1;
     let outcome = pool.write_batch(&batch(seq)).await.expect("warm-up");
-    assert!(matches!(outcome, WriteOutcome::Stored { ref failures } if failures.is_empty()), "{outcome:?}");
+    assert!(
+        matches!(outcome, WriteOutcome::Stored { ref failures } if failures.is_empty()),
+        "{outcome:?}"
+    );
     let mut total = Duration::ZERO;
     for _ in 0..CALLS {
         seq += BATCH;

@@ -73,7 +73,11 @@ impl Capability for Files {
                     FileAccess::ReadOnly => "read-only",
                     FileAccess::ReadWrite => "read-write",
                 };
-                format!("files: {} as {} ({access})", dir.host_path.display(), dir.guest_path)
+                format!(
+                    "files: {} as {} ({access})",
+                    dir.host_path.display(),
+                    dir.guest_path
+                )
             })
             .collect()
     }
@@ -89,7 +93,8 @@ fn prepare_one(index: usize, grant: &FileGrant) -> Result<PreparedDir, GrantErro
         std::fs::create_dir_all(path)
             .map_err(|err| error(format!("cannot create {}: {err}", path.display())))?;
     }
-    let metadata = std::fs::metadata(path).map_err(|err| error(format!("{}: {err}", path.display())))?;
+    let metadata =
+        std::fs::metadata(path).map_err(|err| error(format!("{}: {err}", path.display())))?;
     if !metadata.is_dir() {
         return Err(error(format!("{} is not a directory", path.display())));
     }
@@ -130,16 +135,28 @@ mod tests {
     fn read_write_directories_are_created() {
         let temp = tempfile::tempdir().expect("tempdir");
         let wanted = temp.path().join("a/b");
-        let prepared = Files::prepare(&[grant(wanted.clone(), FileAccess::ReadWrite)]).expect("prepared");
+        let prepared =
+            Files::prepare(&[grant(wanted.clone(), FileAccess::ReadWrite)]).expect("prepared");
         assert!(wanted.is_dir());
-        assert_eq!(prepared.describe(), vec![format!("files: {} as /out (read-write)", wanted.canonicalize().expect("canonical").display())]);
+        assert_eq!(
+            prepared.describe(),
+            vec![format!(
+                "files: {} as /out (read-write)",
+                wanted.canonicalize().expect("canonical").display()
+            )]
+        );
     }
 
     #[test]
     fn a_missing_read_only_directory_is_an_error_naming_the_grant() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let err = Files::prepare(&[grant(temp.path().join("nope"), FileAccess::ReadOnly)]).expect_err("missing");
-        assert!(err.to_string().starts_with("plugin.grants.files[0].host_path"), "{err}");
+        let err = Files::prepare(&[grant(temp.path().join("nope"), FileAccess::ReadOnly)])
+            .expect_err("missing");
+        assert!(
+            err.to_string()
+                .starts_with("plugin.grants.files[0].host_path"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -154,7 +171,8 @@ mod tests {
     #[test]
     fn grants_are_applied_to_a_wasi_context() {
         let temp = tempfile::tempdir().expect("tempdir");
-        let files = Files::prepare(&[grant(temp.path().to_path_buf(), FileAccess::ReadOnly)]).expect("prepared");
+        let files = Files::prepare(&[grant(temp.path().to_path_buf(), FileAccess::ReadOnly)])
+            .expect("prepared");
         let mut builder = WasiCtxBuilder::new();
         files.apply(&mut builder).expect("applied");
     }

@@ -54,13 +54,19 @@ use super::{Capability, GrantError};
 use crate::config::{read_secret_env, HttpAuth, HttpGrant};
 
 /// Headers a SigV4 signature sets; the plugin's own values are dropped.
-const SIGV4_HEADERS: [&str; 4] = ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"];
+const SIGV4_HEADERS: [&str; 4] = [
+    "authorization",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+];
 /// AWS's IPv6 instance-metadata address (`fd00:ec2::254`); the IPv4 one,
 /// 169.254.169.254, is link-local and refused with the rest of that range.
 const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
 
 /// The boxed future a send hook returns (wasmtime-wasi-http's shape).
-type SendFuture = Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), HttpError>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), HttpError>> + Send>;
 /// Reports a late connection error to the guest; ours never has one.
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 /// Request and response bodies as wasmtime-wasi-http hands them around.
@@ -94,13 +100,20 @@ impl Origin {
         let https = match scheme.to_ascii_lowercase().as_str() {
             "https" => true,
             "http" => false,
-            _ => return Err(format!("scheme `{scheme}` is not supported: use http or https")),
+            _ => {
+                return Err(format!(
+                    "scheme `{scheme}` is not supported: use http or https"
+                ))
+            }
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
-            return Err(format!("`{text}` must be only scheme://host[:port], without path, query or user"));
+            return Err(format!(
+                "`{text}` must be only scheme://host[:port], without path, query or user"
+            ));
         }
-        let (host, port) = split_host_port(authority).ok_or_else(|| format!("`{authority}` has an invalid port"))?;
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| format!("`{authority}` has an invalid port"))?;
         let port = port.unwrap_or(if https { 443 } else { 80 });
         let host = match host.strip_prefix("*.") {
             Some(suffix) if valid_name(suffix) => HostPattern::Subdomains(normal_name(suffix)),
@@ -200,7 +213,9 @@ impl Target {
     fn server_name(&self) -> Option<rustls::pki_types::ServerName<'static>> {
         match &self.host {
             TargetHost::Name(name) => rustls::pki_types::ServerName::try_from(name.clone()).ok(),
-            TargetHost::Address(address) => Some(rustls::pki_types::ServerName::IpAddress((*address).into())),
+            TargetHost::Address(address) => {
+                Some(rustls::pki_types::ServerName::IpAddress((*address).into()))
+            }
         }
     }
 }
@@ -220,7 +235,10 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
 }
 
 fn parse_address(host: &str) -> Option<IpAddr> {
-    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 fn normal_name(name: &str) -> String {
@@ -234,7 +252,9 @@ fn valid_name(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -244,7 +264,11 @@ fn valid_name(name: &str) -> bool {
 pub fn is_guarded_address(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
@@ -289,7 +313,10 @@ impl std::fmt::Debug for Secret {
 enum Credentials {
     None,
     /// A header set to a fixed secret value (bearer, basic, named header).
-    Header { name: HeaderName, value: HeaderValue },
+    Header {
+        name: HeaderName,
+        value: HeaderValue,
+    },
     Sigv4 {
         region: String,
         service: String,
@@ -319,7 +346,10 @@ impl Credentials {
                     value: header_value(format!("Bearer {}", token.expose()), "bearer_env")?,
                 }
             }
-            Some(HttpAuth::Basic { user_env, password_env }) => {
+            Some(HttpAuth::Basic {
+                user_env,
+                password_env,
+            }) => {
                 use base64::Engine as _;
                 let user = Secret::read(field("basic.user_env"), user_env)?;
                 let password = Secret::read(field("basic.password_env"), password_env)?;
@@ -350,8 +380,14 @@ impl Credentials {
             }) => Self::Sigv4 {
                 region: region.clone(),
                 service: service.clone(),
-                access_key_id: Secret::read(field("aws_sigv4.access_key_id_env"), access_key_id_env)?,
-                secret_access_key: Secret::read(field("aws_sigv4.secret_access_key_env"), secret_access_key_env)?,
+                access_key_id: Secret::read(
+                    field("aws_sigv4.access_key_id_env"),
+                    access_key_id_env,
+                )?,
+                secret_access_key: Secret::read(
+                    field("aws_sigv4.secret_access_key_env"),
+                    secret_access_key_env,
+                )?,
                 session_token: session_token_env
                     .as_deref()
                     .map(|variable| Secret::read(field("aws_sigv4.session_token_env"), variable))
@@ -363,7 +399,9 @@ impl Credentials {
     fn describe(&self) -> &'static str {
         match self {
             Self::None => "no credentials",
-            Self::Header { name, .. } if *name == AUTHORIZATION => "Authorization added by the host",
+            Self::Header { name, .. } if *name == AUTHORIZATION => {
+                "Authorization added by the host"
+            }
             Self::Header { .. } => "a secret header added by the host",
             Self::Sigv4 { .. } => "AWS SigV4-signed by the host",
         }
@@ -384,7 +422,9 @@ impl Credentials {
     }
 
     fn sign_sigv4(&self, request: &mut Request<Full<Bytes>>, body: &[u8]) -> Result<(), HttpError> {
-        use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
+        use aws_sigv4::http_request::{
+            sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
+        };
         use aws_sigv4::http_request::{PercentEncodingMode, UriPathNormalizationMode};
         let Self::Sigv4 {
             region,
@@ -402,7 +442,9 @@ impl Credentials {
         let identity = aws_credential_types::Credentials::new(
             access_key_id.expose(),
             secret_access_key.expose(),
-            session_token.as_ref().map(|token| token.expose().to_string()),
+            session_token
+                .as_ref()
+                .map(|token| token.expose().to_string()),
             None,
             "sinkhost-grant",
         )
@@ -421,17 +463,26 @@ impl Credentials {
             .time(SystemTime::now())
             .settings(settings)
             .build()
-            .map_err(|err| HttpError::InternalError(Some(format!("cannot sign the request: {err}"))))?
+            .map_err(|err| {
+                HttpError::InternalError(Some(format!("cannot sign the request: {err}")))
+            })?
             .into();
         let uri = request.uri().to_string();
         let headers = request
             .headers()
             .iter()
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
-        let signable = SignableRequest::new(request.method().as_str(), &uri, headers, SignableBody::Bytes(body))
-            .map_err(|err| HttpError::InternalError(Some(format!("cannot sign the request: {err}"))))?;
+        let signable = SignableRequest::new(
+            request.method().as_str(),
+            &uri,
+            headers,
+            SignableBody::Bytes(body),
+        )
+        .map_err(|err| HttpError::InternalError(Some(format!("cannot sign the request: {err}"))))?;
         let (instructions, _signature) = sign(signable, &params)
-            .map_err(|err| HttpError::InternalError(Some(format!("cannot sign the request: {err}"))))?
+            .map_err(|err| {
+                HttpError::InternalError(Some(format!("cannot sign the request: {err}")))
+            })?
             .into_parts();
         instructions.apply_to_request_http1x(request);
         for name in SIGV4_HEADERS {
@@ -483,7 +534,11 @@ impl PreparedOrigin {
     /// Whether this grant lets a request reach `address`.
     fn permits_address(&self, address: IpAddr) -> bool {
         let address = canonical_address(address);
-        if self.allowed_addresses.iter().any(|allowed| canonical_address(*allowed) == address) {
+        if self
+            .allowed_addresses
+            .iter()
+            .any(|allowed| canonical_address(*allowed) == address)
+        {
             return true;
         }
         if let HostPattern::Address(named) = &self.origin.host {
@@ -507,7 +562,10 @@ impl PreparedOrigin {
                 .collect(),
         };
         let first = *addresses.first().ok_or(HttpError::DestinationNotFound)?;
-        if let Some(refused) = addresses.iter().find(|address| !self.permits_address(address.ip())) {
+        if let Some(refused) = addresses
+            .iter()
+            .find(|address| !self.permits_address(address.ip()))
+        {
             tracing::warn!(
                 origin = %self.origin,
                 address = %refused.ip(),
@@ -590,7 +648,9 @@ impl Http {
     }
 
     fn find(&self, target: &Target) -> Option<&PreparedOrigin> {
-        self.origins.iter().find(|granted| granted.origin.matches(target))
+        self.origins
+            .iter()
+            .find(|granted| granted.origin.matches(target))
     }
 }
 
@@ -616,7 +676,10 @@ impl WasiHttpHooks for HttpHooks {
 }
 
 /// Checks, authenticates and sends one plugin request.
-async fn send(http: Http, request: Request<WasiBody>) -> Result<(Response<WasiBody>, IoFuture), HttpError> {
+async fn send(
+    http: Http,
+    request: Request<WasiBody>,
+) -> Result<(Response<WasiBody>, IoFuture), HttpError> {
     let target = Target::from_uri(request.uri()).ok_or(HttpError::HttpRequestUriInvalid)?;
     let Some(granted) = http.find(&target) else {
         tracing::warn!(
@@ -634,15 +697,25 @@ async fn send(http: Http, request: Request<WasiBody>) -> Result<(Response<WasiBo
     let (mut request, body) = read_body(request, granted.max_request_body_bytes, deadline).await?;
     granted.credentials.apply(&mut request, &body)?;
     strip_to_origin_form(&mut request)?;
-    let stream = within(deadline, tokio::net::TcpStream::connect(address), HttpError::ConnectionTimeout)
-        .await?
-        .map_err(connect_error)?;
+    let stream = within(
+        deadline,
+        tokio::net::TcpStream::connect(address),
+        HttpError::ConnectionTimeout,
+    )
+    .await?
+    .map_err(connect_error)?;
     let response = if target.https {
-        let server_name = target.server_name().ok_or(HttpError::HttpRequestUriInvalid)?;
+        let server_name = target
+            .server_name()
+            .ok_or(HttpError::HttpRequestUriInvalid)?;
         let tls = tokio_rustls::TlsConnector::from(tls_config()?);
-        let stream = within(deadline, tls.connect(server_name, stream), HttpError::ConnectionTimeout)
-            .await?
-            .map_err(|_| HttpError::TlsProtocolError)?;
+        let stream = within(
+            deadline,
+            tls.connect(server_name, stream),
+            HttpError::ConnectionTimeout,
+        )
+        .await?
+        .map_err(|_| HttpError::TlsProtocolError)?;
         exchange(stream, request, deadline).await?
     } else {
         exchange(stream, request, deadline).await?
@@ -676,8 +749,14 @@ impl std::fmt::Display for TargetHost {
 }
 
 /// Runs `work` until `deadline`, else fails with `on_timeout`.
-async fn within<F: Future>(deadline: Instant, work: F, on_timeout: HttpError) -> Result<F::Output, HttpError> {
-    tokio::time::timeout_at(deadline, work).await.map_err(|_| on_timeout)
+async fn within<F: Future>(
+    deadline: Instant,
+    work: F,
+    on_timeout: HttpError,
+) -> Result<F::Output, HttpError> {
+    tokio::time::timeout_at(deadline, work)
+        .await
+        .map_err(|_| on_timeout)
 }
 
 /// Reads the plugin's request body into memory (needed to sign it), up to
@@ -706,7 +785,11 @@ async fn read_body(
 /// Keeps only path and query in the request line (a request to an origin
 /// server, not to a proxy); the `Host` header carries the authority.
 fn strip_to_origin_form<B>(request: &mut Request<B>) -> Result<(), HttpError> {
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(path)
         .build()
@@ -745,15 +828,19 @@ where
             tracing::debug!(error = %err, "plugin HTTP connection ended with an error");
         }
     });
-    within(deadline, sender.send_request(request), HttpError::HttpResponseTimeout)
-        .await?
-        .map_err(|err| {
-            if err.is_timeout() {
-                HttpError::HttpResponseTimeout
-            } else {
-                HttpError::HttpResponseIncomplete
-            }
-        })
+    within(
+        deadline,
+        sender.send_request(request),
+        HttpError::HttpResponseTimeout,
+    )
+    .await?
+    .map_err(|err| {
+        if err.is_timeout() {
+            HttpError::HttpResponseTimeout
+        } else {
+            HttpError::HttpResponseIncomplete
+        }
+    })
 }
 
 /// TLS settings for every plugin request: the system's trusted roots.
@@ -770,7 +857,9 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, HttpError> {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+                .map(|builder| {
+                    Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
+                })
                 .map_err(|err| err.to_string())
         })
         .clone()
@@ -791,7 +880,10 @@ impl Body for LimitedBody {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         if self.deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(HttpError::HttpResponseTimeout)));
         }
@@ -832,8 +924,18 @@ mod tests {
     fn origins_parse_with_default_ports_and_refuse_paths() {
         let origin = Origin::parse("https://API.Example.com").expect("valid");
         assert_eq!(origin.to_string(), "https://api.example.com:443");
-        assert_eq!(Origin::parse("http://127.0.0.1:8333").expect("valid").to_string(), "http://127.0.0.1:8333");
-        assert_eq!(Origin::parse("http://[::1]:80/").expect("valid").to_string(), "http://[::1]:80");
+        assert_eq!(
+            Origin::parse("http://127.0.0.1:8333")
+                .expect("valid")
+                .to_string(),
+            "http://127.0.0.1:8333"
+        );
+        assert_eq!(
+            Origin::parse("http://[::1]:80/")
+                .expect("valid")
+                .to_string(),
+            "http://[::1]:80"
+        );
         for bad in [
             "api.example.com",
             "ftp://example.com",
@@ -852,10 +954,22 @@ mod tests {
         let origin = Origin::parse("https://api.example.com").expect("valid");
         assert!(origin.matches(&target("https://api.example.com/v1/x?y=1")));
         assert!(origin.matches(&target("https://API.EXAMPLE.COM:443/")));
-        assert!(!origin.matches(&target("http://api.example.com/")), "scheme");
-        assert!(!origin.matches(&target("https://api.example.com:8443/")), "port");
-        assert!(!origin.matches(&target("https://evil.api.example.com/")), "subdomain");
-        assert!(!origin.matches(&target("https://api.example.com.evil.net/")), "suffix");
+        assert!(
+            !origin.matches(&target("http://api.example.com/")),
+            "scheme"
+        );
+        assert!(
+            !origin.matches(&target("https://api.example.com:8443/")),
+            "port"
+        );
+        assert!(
+            !origin.matches(&target("https://evil.api.example.com/")),
+            "subdomain"
+        );
+        assert!(
+            !origin.matches(&target("https://api.example.com.evil.net/")),
+            "suffix"
+        );
         let wildcard = Origin::parse("https://*.example.com").expect("valid");
         assert!(wildcard.matches(&target("https://a.example.com/")));
         assert!(wildcard.matches(&target("https://a.b.example.com/")));
@@ -863,7 +977,10 @@ mod tests {
         assert!(!wildcard.matches(&target("https://aexample.com/")));
         let address = Origin::parse("http://127.0.0.1:8333").expect("valid");
         assert!(address.matches(&target("http://127.0.0.1:8333/bucket/key")));
-        assert!(!address.matches(&target("http://localhost:8333/")), "a name is not the address");
+        assert!(
+            !address.matches(&target("http://localhost:8333/")),
+            "a name is not the address"
+        );
         assert!(!address.matches(&target("http://127.0.0.1:8334/")));
     }
 
@@ -884,9 +1001,17 @@ mod tests {
             "224.0.0.1",
             "255.255.255.255",
         ] {
-            assert!(is_guarded_address(guarded.parse().expect("ip")), "{guarded}");
+            assert!(
+                is_guarded_address(guarded.parse().expect("ip")),
+                "{guarded}"
+            );
         }
-        for open in ["93.184.216.34", "10.1.2.3", "192.168.1.1", "2606:4700::1111"] {
+        for open in [
+            "93.184.216.34",
+            "10.1.2.3",
+            "192.168.1.1",
+            "2606:4700::1111",
+        ] {
             assert!(!is_guarded_address(open.parse().expect("ip")), "{open}");
         }
     }
@@ -902,7 +1027,9 @@ mod tests {
         assert!(literal.permits_address("127.0.0.1".parse().expect("ip")));
         assert!(!literal.permits_address("127.0.0.2".parse().expect("ip")));
         assert!(!literal.permits_address("169.254.169.254".parse().expect("ip")));
-        let named = grant(serde_json::json!({"origin": "http://svc.internal:9000", "allowed_addresses": ["127.0.0.1"]}));
+        let named = grant(
+            serde_json::json!({"origin": "http://svc.internal:9000", "allowed_addresses": ["127.0.0.1"]}),
+        );
         assert!(named.permits_address("127.0.0.1".parse().expect("ip")));
         assert!(named.permits_address("::ffff:127.0.0.1".parse().expect("ip")));
         assert!(!named.permits_address("::1".parse().expect("ip")));
@@ -913,9 +1040,17 @@ mod tests {
     async fn a_name_resolving_to_loopback_is_refused_unless_allowed() {
         let open = grant(serde_json::json!({"origin": "http://localhost:9"}));
         let refused = open.resolve(&target("http://localhost:9/")).await;
-        assert!(matches!(refused, Err(HttpError::DestinationIpProhibited)), "{refused:?}");
-        let allowed = grant(serde_json::json!({"origin": "http://localhost:9", "allowed_addresses": ["127.0.0.1", "::1"]}));
-        let address = allowed.resolve(&target("http://localhost:9/")).await.expect("allowed");
+        assert!(
+            matches!(refused, Err(HttpError::DestinationIpProhibited)),
+            "{refused:?}"
+        );
+        let allowed = grant(
+            serde_json::json!({"origin": "http://localhost:9", "allowed_addresses": ["127.0.0.1", "::1"]}),
+        );
+        let address = allowed
+            .resolve(&target("http://localhost:9/"))
+            .await
+            .expect("allowed");
         assert!(address.ip().is_loopback());
     }
 
@@ -937,7 +1072,9 @@ mod tests {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        builder.body(Full::new(Bytes::from_static(b"body"))).expect("request")
+        builder
+            .body(Full::new(Bytes::from_static(b"body")))
+            .expect("request")
     }
 
     #[test]
@@ -945,14 +1082,23 @@ mod tests {
         std::env::set_var("SINKHOST_TEST_HTTP_TOKEN", "s3cr3t-token");
         std::env::set_var("SINKHOST_TEST_HTTP_USER", "alice");
         std::env::set_var("SINKHOST_TEST_HTTP_PASSWORD", "pw");
-        let bearer = Credentials::read("http[0]", Some(&HttpAuth::BearerEnv("SINKHOST_TEST_HTTP_TOKEN".into())))
-            .expect("bearer");
-        let mut r = request("https://api.example.com/x", &[("authorization", "Bearer forged")]);
+        let bearer = Credentials::read(
+            "http[0]",
+            Some(&HttpAuth::BearerEnv("SINKHOST_TEST_HTTP_TOKEN".into())),
+        )
+        .expect("bearer");
+        let mut r = request(
+            "https://api.example.com/x",
+            &[("authorization", "Bearer forged")],
+        );
         bearer.apply(&mut r, b"body").expect("applied");
         assert_eq!(r.headers()["authorization"], "Bearer s3cr3t-token");
         assert_eq!(r.headers().get_all("authorization").iter().count(), 1);
         assert!(r.headers()["authorization"].is_sensitive());
-        assert!(!format!("{bearer:?}").contains("s3cr3t"), "Debug never shows the secret");
+        assert!(
+            !format!("{bearer:?}").contains("s3cr3t"),
+            "Debug never shows the secret"
+        );
 
         let basic = Credentials::read(
             "http[0]",
@@ -974,7 +1120,10 @@ mod tests {
             }),
         )
         .expect("header");
-        let mut r = request("https://api.example.com/x", &[("x-api-key", "forged"), ("authorization", "forged")]);
+        let mut r = request(
+            "https://api.example.com/x",
+            &[("x-api-key", "forged"), ("authorization", "forged")],
+        );
         header.apply(&mut r, b"body").expect("applied");
         assert_eq!(r.headers()["x-api-key"], "s3cr3t-token");
         assert!(r.headers().get("authorization").is_none());
@@ -983,7 +1132,10 @@ mod tests {
     #[test]
     fn sigv4_signs_the_request_and_its_body() {
         std::env::set_var("SINKHOST_TEST_AWS_KEY", "AKIDEXAMPLE");
-        std::env::set_var("SINKHOST_TEST_AWS_SECRET", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+        std::env::set_var(
+            "SINKHOST_TEST_AWS_SECRET",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        );
         let sigv4 = Credentials::read(
             "http[0]",
             Some(&HttpAuth::AwsSigv4 {
@@ -997,7 +1149,11 @@ mod tests {
         .expect("sigv4");
         let mut r = request(
             "http://127.0.0.1:8333/bucket/a%20key.json",
-            &[("host", "127.0.0.1:8333"), ("authorization", "forged"), ("x-amz-date", "19990101T000000Z")],
+            &[
+                ("host", "127.0.0.1:8333"),
+                ("authorization", "forged"),
+                ("x-amz-date", "19990101T000000Z"),
+            ],
         );
         sigv4.apply(&mut r, b"body").expect("signed");
         let authorization = r.headers()["authorization"].to_str().expect("ascii");
@@ -1005,8 +1161,14 @@ mod tests {
             authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
             "{authorization}"
         );
-        assert!(authorization.contains("/us-east-1/s3/aws4_request"), "{authorization}");
-        assert!(authorization.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date"), "{authorization}");
+        assert!(
+            authorization.contains("/us-east-1/s3/aws4_request"),
+            "{authorization}"
+        );
+        assert!(
+            authorization.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date"),
+            "{authorization}"
+        );
         // sha256("body")
         assert_eq!(
             r.headers()["x-amz-content-sha256"],

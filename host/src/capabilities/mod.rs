@@ -140,12 +140,16 @@ pub fn import_need(name: &str) -> ImportNeed {
     match package {
         "wasi:filesystem" => ImportNeed::Grant(Files::NAME),
         "wasi:sockets" => ImportNeed::Denied("plain sockets are never granted; use the http grant"),
-        "wasi:http" if interface == "wasi:http/outgoing-handler" || interface == "wasi:http/types" => {
+        "wasi:http"
+            if interface == "wasi:http/outgoing-handler" || interface == "wasi:http/types" =>
+        {
             ImportNeed::Grant(Http::NAME)
         }
         "wasi:http" => ImportNeed::Unsupported("sinks may send HTTP requests, not serve them"),
         "wasi:clocks" | "wasi:random" | "wasi:io" | "wasi:cli" => ImportNeed::Provided,
-        "sinkhost:sink" if interface == "sinkhost:sink/log" || interface == "sinkhost:sink/types" => {
+        "sinkhost:sink"
+            if interface == "sinkhost:sink/log" || interface == "sinkhost:sink/types" =>
+        {
             ImportNeed::Provided
         }
         "sinkhost:sink" if interface == "sinkhost:sink/sql" => ImportNeed::Grant(Sql::NAME),
@@ -159,14 +163,38 @@ mod tests {
 
     #[test]
     fn imports_are_classified() {
-        assert_eq!(import_need("wasi:filesystem/preopens@0.2.6"), ImportNeed::Grant("files"));
-        assert_eq!(import_need("wasi:cli/environment@0.2.9"), ImportNeed::Provided);
+        assert_eq!(
+            import_need("wasi:filesystem/preopens@0.2.6"),
+            ImportNeed::Grant("files")
+        );
+        assert_eq!(
+            import_need("wasi:cli/environment@0.2.9"),
+            ImportNeed::Provided
+        );
         assert_eq!(import_need("sinkhost:sink/log@0.1.0"), ImportNeed::Provided);
-        assert!(matches!(import_need("wasi:sockets/tcp@0.2.0"), ImportNeed::Denied(_)));
-        assert_eq!(import_need("wasi:http/outgoing-handler@0.2.0"), ImportNeed::Grant("http"));
-        assert_eq!(import_need("wasi:http/types@0.2.6"), ImportNeed::Grant("http"));
-        assert_eq!(import_need("sinkhost:sink/sql@0.1.0"), ImportNeed::Grant("sql"));
-        assert!(matches!(import_need("wasi:http/incoming-handler@0.2.0"), ImportNeed::Unsupported(_)));
-        assert!(matches!(import_need("acme:evil/thing"), ImportNeed::Unsupported(_)));
+        assert!(matches!(
+            import_need("wasi:sockets/tcp@0.2.0"),
+            ImportNeed::Denied(_)
+        ));
+        assert_eq!(
+            import_need("wasi:http/outgoing-handler@0.2.0"),
+            ImportNeed::Grant("http")
+        );
+        assert_eq!(
+            import_need("wasi:http/types@0.2.6"),
+            ImportNeed::Grant("http")
+        );
+        assert_eq!(
+            import_need("sinkhost:sink/sql@0.1.0"),
+            ImportNeed::Grant("sql")
+        );
+        assert!(matches!(
+            import_need("wasi:http/incoming-handler@0.2.0"),
+            ImportNeed::Unsupported(_)
+        ));
+        assert!(matches!(
+            import_need("acme:evil/thing"),
+            ImportNeed::Unsupported(_)
+        ));
     }
 }

@@ -77,7 +77,10 @@ pub enum Command {
 pub fn main() -> ExitCode {
     crate::logging::mark_process_start();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -120,11 +123,16 @@ async fn run(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Re
     let config = load_config(config_path, plugin_override)?;
     crate::logging::init(&config.logging);
     let plugin = load_plugin(&config)?;
-    plugin
-        .check_init()
-        .await
-        .with_context(|| format!("plugin {} rejected the `sink` section", config.plugin.path.display()))?;
-    tracing::info!(elapsed_ms = crate::logging::millis_since_start() as u64, "plugin ready");
+    plugin.check_init().await.with_context(|| {
+        format!(
+            "plugin {} rejected the `sink` section",
+            config.plugin.path.display()
+        )
+    })?;
+    tracing::info!(
+        elapsed_ms = crate::logging::millis_since_start() as u64,
+        "plugin ready"
+    );
     let security = SecurityPipeline::from_config(&config)?;
     let shutdown = crate::delivery::shutdown::install().context("installing signal handlers")?;
     crate::delivery::run(config, plugin, security, shutdown).await?;
@@ -144,10 +152,12 @@ async fn validate(config_path: &Path, plugin_override: Option<PathBuf>) -> anyho
     for (name, outcome) in plugin.check_sql_connections().await {
         outcome.with_context(|| format!("plugin.grants.sql `{name}`: cannot connect"))?;
     }
-    plugin
-        .check_init()
-        .await
-        .with_context(|| format!("plugin {} rejected the `sink` section", config.plugin.path.display()))?;
+    plugin.check_init().await.with_context(|| {
+        format!(
+            "plugin {} rejected the `sink` section",
+            config.plugin.path.display()
+        )
+    })?;
     let description = plugin.describe();
     println!(
         "ok: {} is valid; plugin {} accepted its sink config",
@@ -157,9 +167,13 @@ async fn validate(config_path: &Path, plugin_override: Option<PathBuf>) -> anyho
     Ok(())
 }
 
-fn show_effective_config(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<()> {
+fn show_effective_config(
+    config_path: &Path,
+    plugin_override: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let config = load_config(config_path, plugin_override)?;
-    let text = serde_json::to_string_pretty(&config.effective()).context("rendering the configuration")?;
+    let text =
+        serde_json::to_string_pretty(&config.effective()).context("rendering the configuration")?;
     println!("{text}");
     Ok(())
 }
@@ -168,7 +182,10 @@ fn inspect(plugin: &Path, json: bool) -> anyhow::Result<()> {
     crate::logging::init(&quiet_logging(&LoggingConfig::default()));
     let inspection = crate::plugin::inspect(plugin)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&inspection).context("rendering JSON")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&inspection).context("rendering JSON")?
+        );
     } else {
         println!("{inspection}");
     }

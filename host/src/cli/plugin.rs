@@ -52,9 +52,17 @@ pub fn execute(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Keygen { out, key_id } => keygen(&out, key_id.as_deref()),
         PluginCommand::Sign { key, plugin } => sign(&key, &plugin),
-        PluginCommand::Verify { config, public_key_b64, key_id, plugin } => {
-            verify(config.as_deref(), public_key_b64.as_deref(), key_id.as_deref(), &plugin)
-        }
+        PluginCommand::Verify {
+            config,
+            public_key_b64,
+            key_id,
+            plugin,
+        } => verify(
+            config.as_deref(),
+            public_key_b64.as_deref(),
+            key_id.as_deref(),
+            &plugin,
+        ),
     }
 }
 
@@ -65,54 +73,94 @@ fn keygen(out: &Path, key_id: Option<&str>) -> anyhow::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(out).with_context(|| format!("cannot create key file {} (it must not exist yet)", out.display()))?;
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", out.display()))?;
+    let mut file = options.open(out).with_context(|| {
+        format!(
+            "cannot create key file {} (it must not exist yet)",
+            out.display()
+        )
+    })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", out.display()))?;
     println!("key_id: {}", key.key_id);
     println!("public_key_b64: {}", key.public_key_b64);
-    println!("wrote the private key to {} (mode 0600); share only the two lines above", out.display());
+    println!(
+        "wrote the private key to {} (mode 0600); share only the two lines above",
+        out.display()
+    );
     Ok(())
 }
 
 fn read_key(path: &Path) -> anyhow::Result<KeyFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-    let key: KeyFile = serde_json::from_str(&text).with_context(|| format!("{} is not a sinkhost signing key file", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let key: KeyFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a sinkhost signing key file", path.display()))?;
     if key.schema != signing::KEY_SCHEMA {
-        bail!("{} is not a sinkhost signing key file (schema `{}`)", path.display(), key.schema);
+        bail!(
+            "{} is not a sinkhost signing key file (schema `{}`)",
+            path.display(),
+            key.schema
+        );
     }
     Ok(key)
 }
 
 fn sign(key_path: &Path, plugin: &Path) -> anyhow::Result<()> {
     let key = read_key(key_path)?;
-    let bytes = std::fs::read(plugin).with_context(|| format!("cannot read plugin {}", plugin.display()))?;
-    let document = key.sign(&bytes).map_err(|message| anyhow::anyhow!("key file {}: {message}", key_path.display()))?;
+    let bytes = std::fs::read(plugin)
+        .with_context(|| format!("cannot read plugin {}", plugin.display()))?;
+    let document = key
+        .sign(&bytes)
+        .map_err(|message| anyhow::anyhow!("key file {}: {message}", key_path.display()))?;
     let path = signing::signature_path(plugin);
     let text = serde_json::to_string_pretty(&document).context("rendering the signature")?;
     let temporary = path.with_extension("sig.tmp");
-    std::fs::write(&temporary, text + "\n").with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::write(&temporary, text + "\n")
+        .with_context(|| format!("writing {}", temporary.display()))?;
     std::fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
-    println!("signed {} ({}) with key {}: {}", plugin.display(), document.digest, document.key_id, path.display());
+    println!(
+        "signed {} ({}) with key {}: {}",
+        plugin.display(),
+        document.digest,
+        document.key_id,
+        path.display()
+    );
     Ok(())
 }
 
-fn verify(config: Option<&Path>, public_key_b64: Option<&str>, key_id: Option<&str>, plugin: &Path) -> anyhow::Result<()> {
+fn verify(
+    config: Option<&Path>,
+    public_key_b64: Option<&str>,
+    key_id: Option<&str>,
+    plugin: &Path,
+) -> anyhow::Result<()> {
     let trusted = match (config, public_key_b64, key_id) {
         (Some(config), _, _) => {
             let config = crate::config::Config::load(config)?;
             let Some(trust) = config.trust else {
                 bail!("the config has no `trust` section: nothing to verify against");
             };
-            trust.trusted_keys().map_err(|message| anyhow::anyhow!("trust.publishers: {message}"))?
+            trust
+                .trusted_keys()
+                .map_err(|message| anyhow::anyhow!("trust.publishers: {message}"))?
         }
         (None, Some(key), Some(key_id)) => {
-            let key = signing::decode_public_key(key).map_err(|message| anyhow::anyhow!("--public-key-b64: {message}"))?;
+            let key = signing::decode_public_key(key)
+                .map_err(|message| anyhow::anyhow!("--public-key-b64: {message}"))?;
             vec![(key_id.to_string(), key)]
         }
         _ => bail!("give --config CONFIG, or --public-key-b64 with --key-id"),
     };
-    let bytes = std::fs::read(plugin).with_context(|| format!("cannot read plugin {}", plugin.display()))?;
+    let bytes = std::fs::read(plugin)
+        .with_context(|| format!("cannot read plugin {}", plugin.display()))?;
     let document = signing::read_signature(plugin)?;
     let key_id = signing::verify(plugin, &bytes, &document, &trusted)?;
-    println!("ok: {} ({}) is signed by trusted key {key_id} at {}", plugin.display(), document.digest, document.signed_at);
+    println!(
+        "ok: {} ({}) is signed by trusted key {key_id} at {}",
+        plugin.display(),
+        document.digest,
+        document.signed_at
+    );
     Ok(())
 }

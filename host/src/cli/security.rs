@@ -11,7 +11,9 @@ use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::config::{read_secret_env, AuthenticityAlgorithm, SignedField};
-use crate::security::authenticity::{authenticity_headers, sign_ed25519, sign_hmac, MessageToVerify, SigningKey};
+use crate::security::authenticity::{
+    authenticity_headers, sign_ed25519, sign_hmac, MessageToVerify, SigningKey,
+};
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -89,7 +91,10 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeyAlgorithm::Ed25519 => {
             let signing = SigningKey::from_bytes(&secret);
             println!("seed_b64={}", BASE64.encode(secret));
-            println!("public_key_b64={}", BASE64.encode(signing.verifying_key().to_bytes()));
+            println!(
+                "public_key_b64={}",
+                BASE64.encode(signing.verifying_key().to_bytes())
+            );
         }
     }
     Ok(())
@@ -97,14 +102,21 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
 
 /// Runs `sign`: prints `Name: value` header lines.
 pub fn sign(args: SignArgs) -> anyhow::Result<()> {
-    let algorithm = AuthenticityAlgorithm::parse(&args.algorithm)
-        .with_context(|| format!("--algorithm `{}`: expected hmac-sha256 or ed25519", args.algorithm))?;
+    let algorithm = AuthenticityAlgorithm::parse(&args.algorithm).with_context(|| {
+        format!(
+            "--algorithm `{}`: expected hmac-sha256 or ed25519",
+            args.algorithm
+        )
+    })?;
     let fields: Vec<SignedField> = if args.signed_fields.is_empty() {
         vec![SignedField::Subject, SignedField::MessageId]
     } else {
         args.signed_fields
             .iter()
-            .map(|name| SignedField::parse(name).with_context(|| format!("--signed-field `{name}` is not a signable field")))
+            .map(|name| {
+                SignedField::parse(name)
+                    .with_context(|| format!("--signed-field `{name}` is not a signable field"))
+            })
             .collect::<anyhow::Result<_>>()?
     };
     let payload = std::fs::read(&args.payload_file)
@@ -119,21 +131,39 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
     message.labels = &args.labels;
     let signature = match algorithm {
         AuthenticityAlgorithm::HmacSha256 => {
-            let variable = args.key_b64_env.as_deref().context("hmac-sha256 needs --key-b64-env VAR")?;
+            let variable = args
+                .key_b64_env
+                .as_deref()
+                .context("hmac-sha256 needs --key-b64-env VAR")?;
             let key = decode_key("--key-b64-env", variable)?;
             sign_hmac(&key, &args.key_id, &fields, &message)?
         }
         AuthenticityAlgorithm::Ed25519 => {
-            let variable = args.seed_b64_env.as_deref().context("ed25519 needs --seed-b64-env VAR")?;
+            let variable = args
+                .seed_b64_env
+                .as_deref()
+                .context("ed25519 needs --seed-b64-env VAR")?;
             let seed = decode_key("--seed-b64-env", variable)?;
-            let seed: [u8; 32] = seed
-                .as_slice()
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("--seed-b64-env {variable}: an Ed25519 seed is 32 bytes, got {}", seed.len()))?;
-            sign_ed25519(&SigningKey::from_bytes(&seed), &args.key_id, &fields, &message)
+            let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "--seed-b64-env {variable}: an Ed25519 seed is 32 bytes, got {}",
+                    seed.len()
+                )
+            })?;
+            sign_ed25519(
+                &SigningKey::from_bytes(&seed),
+                &args.key_id,
+                &fields,
+                &message,
+            )
         }
     };
-    for (name, value) in headers.iter().cloned().chain(authenticity_headers(algorithm, &args.key_id, &signature)) {
+    for (name, value) in
+        headers
+            .iter()
+            .cloned()
+            .chain(authenticity_headers(algorithm, &args.key_id, &signature))
+    {
         println!("{name}: {value}");
     }
     Ok(())
@@ -179,7 +209,8 @@ pub fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
         ring.insert_b64(key_id, text.trim())
             .with_context(|| format!("--key-b64-env {variable} (key id `{key_id}`)"))?;
     }
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let document: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not JSON", args.file.display()))?;
     // A file record carries the envelope in `payload` and the context that a
@@ -191,14 +222,18 @@ pub fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
                 document.get("stream").and_then(|v| v.as_str()),
                 document.get("stream_sequence").and_then(|v| v.as_u64()),
             ) {
-                (Some(subject), Some(stream), Some(sequence)) => Some((subject.to_string(), stream.to_string(), sequence)),
+                (Some(subject), Some(stream), Some(sequence)) => {
+                    Some((subject.to_string(), stream.to_string(), sequence))
+                }
                 _ => None,
             };
             (serde_json::to_vec(payload)?, context)
         }
         _ => (bytes, None),
     };
-    let context_ref = context.as_ref().map(|(s, t, n)| (s.as_str(), t.as_str(), *n));
+    let context_ref = context
+        .as_ref()
+        .map(|(s, t, n)| (s.as_str(), t.as_str(), *n));
     let plaintext = decrypt_envelope(&envelope, &ring, context_ref)
         .with_context(|| format!("cannot decrypt {}", args.file.display()))?;
     std::io::stdout().write_all(&plaintext)?;

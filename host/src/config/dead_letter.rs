@@ -71,8 +71,17 @@ impl DeadLetterConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.enabled {
             match self.subject.as_deref() {
-                None => return Err(Invalid::new("dead_letter.subject", "required when dead_letter.enabled is true")),
-                Some(s) if s.trim().is_empty() || s.contains(['*', '>']) || s.contains(char::is_whitespace) => {
+                None => {
+                    return Err(Invalid::new(
+                        "dead_letter.subject",
+                        "required when dead_letter.enabled is true",
+                    ))
+                }
+                Some(s)
+                    if s.trim().is_empty()
+                        || s.contains(['*', '>'])
+                        || s.contains(char::is_whitespace) =>
+                {
                     return Err(Invalid::new(
                         "dead_letter.subject",
                         "must be a concrete subject (no wildcards, no whitespace)",
@@ -82,7 +91,10 @@ impl DeadLetterConfig {
             }
         }
         if self.publish_timeout_ms == 0 {
-            return Err(Invalid::new("dead_letter.publish_timeout_ms", "must be at least 1"));
+            return Err(Invalid::new(
+                "dead_letter.publish_timeout_ms",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

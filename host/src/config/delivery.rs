@@ -181,7 +181,10 @@ impl DeliveryConfig {
             ));
         }
         if self.batch_timeout_ms == 0 {
-            return Err(Invalid::new("delivery.batch_timeout_ms", "must be at least 1"));
+            return Err(Invalid::new(
+                "delivery.batch_timeout_ms",
+                "must be at least 1",
+            ));
         }
         if self.max_in_flight_batches == 0 || self.max_in_flight_batches > MAX_IN_FLIGHT_BATCHES {
             return Err(Invalid::new(
@@ -208,7 +211,10 @@ impl DeliveryConfig {
             ));
         }
         if self.in_progress.enabled && self.in_progress.interval_ms == 0 {
-            return Err(Invalid::new("delivery.in_progress.interval_ms", "must be at least 1"));
+            return Err(Invalid::new(
+                "delivery.in_progress.interval_ms",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -38,8 +38,8 @@ pub use delivery::{
     InProgressConfig, JitterMode, TemporaryFailureAction,
 };
 pub use encryption::{
-    DecryptKeyConfig, EffectivePolicy, EncryptionAlgorithm, EncryptionConfig,
-    EncryptionRuleConfig, InlineKeyRefused, KeySource,
+    DecryptKeyConfig, EffectivePolicy, EncryptionAlgorithm, EncryptionConfig, EncryptionRuleConfig,
+    InlineKeyRefused, KeySource,
 };
 pub use logging::{LogFormat, LoggingConfig};
 pub use message_metadata::{
@@ -180,14 +180,15 @@ impl Config {
     /// Parses and validates configuration text (used by `load` and tests).
     pub fn from_json_str(text: &str) -> Result<Self, ParseOrInvalid> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-            let location = err.path().to_string();
-            let inner = err.into_inner();
-            ParseOrInvalid::Parse {
-                location,
-                message: strip_position(&inner),
-            }
-        })?;
+        let config: Config =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+                let location = err.path().to_string();
+                let inner = err.into_inner();
+                ParseOrInvalid::Parse {
+                    location,
+                    message: strip_position(&inner),
+                }
+            })?;
         deserializer.end().map_err(|err| ParseOrInvalid::Parse {
             location: ".".to_string(),
             message: err.to_string(),

@@ -137,7 +137,10 @@ impl NatsConfig {
             ));
         }
         if self.connect_timeout_seconds == 0 {
-            return Err(Invalid::new("nats.connect_timeout_seconds", "must be at least 1"));
+            return Err(Invalid::new(
+                "nats.connect_timeout_seconds",
+                "must be at least 1",
+            ));
         }
         if self.max_reconnect_attempts < -1 {
             return Err(Invalid::new(

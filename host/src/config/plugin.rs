@@ -215,7 +215,10 @@ impl PluginConfig {
         for (index, grant) in self.grants.files.iter().enumerate() {
             let location = format!("plugin.grants.files[{index}]");
             if grant.host_path.as_os_str().is_empty() {
-                return Err(Invalid::new(format!("{location}.host_path"), "must not be empty"));
+                return Err(Invalid::new(
+                    format!("{location}.host_path"),
+                    "must not be empty",
+                ));
             }
             let guest = grant.guest_path.as_str();
             if !guest.starts_with('/') || guest.split('/').any(|part| part == "..") {
@@ -243,7 +246,10 @@ impl PluginConfig {
             ));
         }
         if limits.call_timeout_ms == 0 {
-            return Err(Invalid::new("plugin.limits.call_timeout_ms", "must be at least 1"));
+            return Err(Invalid::new(
+                "plugin.limits.call_timeout_ms",
+                "must be at least 1",
+            ));
         }
         if limits.failure_backoff_max_ms < limits.failure_backoff_ms {
             return Err(Invalid::new(
@@ -260,7 +266,10 @@ impl HttpGrant {
         crate::capabilities::http::Origin::parse(&self.origin)
             .map_err(|message| Invalid::new(format!("{location}.origin"), message))?;
         if self.timeout_ms == 0 {
-            return Err(Invalid::new(format!("{location}.timeout_ms"), "must be at least 1"));
+            return Err(Invalid::new(
+                format!("{location}.timeout_ms"),
+                "must be at least 1",
+            ));
         }
         for (field, value) in [
             ("max_request_body_bytes", self.max_request_body_bytes),
@@ -274,11 +283,17 @@ impl HttpGrant {
             }
         }
         if self.max_concurrent_requests == 0 {
-            return Err(Invalid::new(format!("{location}.max_concurrent_requests"), "must be at least 1"));
+            return Err(Invalid::new(
+                format!("{location}.max_concurrent_requests"),
+                "must be at least 1",
+            ));
         }
         if let Some(HttpAuth::Header { name, .. }) = &self.auth {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(Invalid::new(format!("{location}.auth.header.name"), "is not a valid HTTP header name"));
+                return Err(Invalid::new(
+                    format!("{location}.auth.header.name"),
+                    "is not a valid HTTP header name",
+                ));
             }
         }
         Ok(())

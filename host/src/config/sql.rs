@@ -179,10 +179,16 @@ impl SqlGrant {
             }
         }
         if self.tables.is_empty() {
-            return Err(Invalid::new(field("tables"), "must name at least one table"));
+            return Err(Invalid::new(
+                field("tables"),
+                "must name at least one table",
+            ));
         }
         if let Some(index) = self.tables.iter().position(|table| table.trim().is_empty()) {
-            return Err(Invalid::new(format!("{location}.tables[{index}]"), "must not be empty"));
+            return Err(Invalid::new(
+                format!("{location}.tables[{index}]"),
+                "must not be empty",
+            ));
         }
         if self.statements.is_empty() {
             return Err(Invalid::new(
@@ -191,7 +197,10 @@ impl SqlGrant {
             ));
         }
         if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
-            return Err(Invalid::new(field("pool_size"), format!("must be between 1 and {MAX_POOL_SIZE}")));
+            return Err(Invalid::new(
+                field("pool_size"),
+                format!("must be between 1 and {MAX_POOL_SIZE}"),
+            ));
         }
         for (name, value) in [
             ("statement_timeout_ms", self.statement_timeout_ms),
@@ -212,7 +221,10 @@ pub(crate) fn validate_grants(grants: &[SqlGrant]) -> Result<(), Invalid> {
         let location = format!("plugin.grants.sql[{index}]");
         grant.validate(&location)?;
         if !names.insert(grant.name.as_str()) {
-            return Err(Invalid::new(format!("{location}.name"), format!("`{}` is granted twice", grant.name)));
+            return Err(Invalid::new(
+                format!("{location}.name"),
+                format!("`{}` is granted twice", grant.name),
+            ));
         }
     }
     Ok(())
@@ -229,12 +241,16 @@ mod tests {
 
     #[test]
     fn a_url_grant_and_a_field_grant_are_accepted() {
-        grant(serde_json::json!({"name": "events", "driver": "postgres", "url_env": "PG_URL",
-            "tables": ["nats_events"], "statements": ["insert"]}))
+        grant(
+            serde_json::json!({"name": "events", "driver": "postgres", "url_env": "PG_URL",
+            "tables": ["nats_events"], "statements": ["insert"]}),
+        )
         .expect("url grant");
-        grant(serde_json::json!({"name": "events", "driver": "oracle", "host": "db", "port": 1521,
+        grant(
+            serde_json::json!({"name": "events", "driver": "oracle", "host": "db", "port": 1521,
             "service": "FREEPDB1", "user": "app", "password_env": "ORA_PASSWORD",
-            "tables": ["NATS_EVENTS"], "statements": ["merge", "select"], "pool_size": 2}))
+            "tables": ["NATS_EVENTS"], "statements": ["merge", "select"], "pool_size": 2}),
+        )
         .expect("field grant");
     }
 
@@ -258,14 +274,17 @@ mod tests {
         let mut fields = base.clone();
         fields.as_object_mut().expect("object").remove("url_env");
         fields["host"] = "db".into();
-        assert!(grant(fields).expect_err("service missing").contains("service"));
+        assert!(grant(fields)
+            .expect_err("service missing")
+            .contains("service"));
     }
 
     #[test]
     fn a_name_granted_twice_is_refused() {
-        let one: SqlGrant = serde_json::from_value(serde_json::json!({"name": "e", "driver": "mysql",
+        let one: SqlGrant =
+            serde_json::from_value(serde_json::json!({"name": "e", "driver": "mysql",
             "url_env": "U", "tables": ["t"], "statements": ["insert"]}))
-        .expect("grant");
+            .expect("grant");
         let error = validate_grants(&[one.clone(), one]).expect_err("twice");
         assert_eq!(error.location, "plugin.grants.sql[1].name");
     }

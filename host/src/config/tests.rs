@@ -55,10 +55,16 @@ fn unknown_nested_key_names_the_nested_path() {
 
 #[test]
 fn inline_secret_is_rejected() {
-    let text = MINIMAL.replace(r#""subject": "events.>""#, r#""subject": "events.>", "password": "hunter2""#);
+    let text = MINIMAL.replace(
+        r#""subject": "events.>""#,
+        r#""subject": "events.>", "password": "hunter2""#,
+    );
     let err = parse(&text).expect_err("inline password").to_string();
     assert!(err.contains("password"), "{err}");
-    assert!(!err.contains("hunter2"), "the secret must not be echoed: {err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the secret must not be echoed: {err}"
+    );
 }
 
 #[test]
@@ -81,22 +87,36 @@ fn http_grant_errors_name_the_field() {
             &format!(r#""grants": {{"http": [{json}], "#),
         )
     };
-    assert_eq!(location_of(&grant(r#"{"origin": "https://a.example/path"}"#)), "plugin.grants.http[0].origin");
-    assert_eq!(location_of(&grant(r#"{"origin": "ftp://a.example"}"#)), "plugin.grants.http[0].origin");
     assert_eq!(
-        location_of(&grant(r#"{"origin": "https://a.example", "timeout_ms": 0}"#)),
+        location_of(&grant(r#"{"origin": "https://a.example/path"}"#)),
+        "plugin.grants.http[0].origin"
+    );
+    assert_eq!(
+        location_of(&grant(r#"{"origin": "ftp://a.example"}"#)),
+        "plugin.grants.http[0].origin"
+    );
+    assert_eq!(
+        location_of(&grant(
+            r#"{"origin": "https://a.example", "timeout_ms": 0}"#
+        )),
         "plugin.grants.http[0].timeout_ms"
     );
     assert_eq!(
-        location_of(&grant(r#"{"origin": "https://a.example", "max_concurrent_requests": 0}"#)),
+        location_of(&grant(
+            r#"{"origin": "https://a.example", "max_concurrent_requests": 0}"#
+        )),
         "plugin.grants.http[0].max_concurrent_requests"
     );
     assert_eq!(
-        location_of(&grant(r#"{"origin": "https://a.example", "max_response_body_bytes": 0}"#)),
+        location_of(&grant(
+            r#"{"origin": "https://a.example", "max_response_body_bytes": 0}"#
+        )),
         "plugin.grants.http[0].max_response_body_bytes"
     );
     assert_eq!(
-        location_of(&grant(r#"{"origin": "https://a.example", "auth": {"header": {"name": "bad name", "value_env": "V"}}}"#)),
+        location_of(&grant(
+            r#"{"origin": "https://a.example", "auth": {"header": {"name": "bad name", "value_env": "V"}}}"#
+        )),
         "plugin.grants.http[0].auth.header.name"
     );
     // A valid grant with every kind of credential parses.
@@ -129,13 +149,17 @@ fn effective_config_reports_env_presence_not_values() {
     );
     let config = parse(&text).expect("valid");
     let effective = config.effective();
-    assert_eq!(effective["nats"]["password_env"], "SINKHOST_TEST_SURELY_UNSET_VAR (not set)");
+    assert_eq!(
+        effective["nats"]["password_env"],
+        "SINKHOST_TEST_SURELY_UNSET_VAR (not set)"
+    );
     assert_eq!(effective["delivery"]["batch_size"], 100);
 }
 
 #[test]
 fn missing_secret_env_is_a_clear_error() {
-    let err = read_secret_env("nats.password_env", "SINKHOST_TEST_SURELY_UNSET_VAR").expect_err("unset");
+    let err =
+        read_secret_env("nats.password_env", "SINKHOST_TEST_SURELY_UNSET_VAR").expect_err("unset");
     assert_eq!(
         err.to_string(),
         "`nats.password_env` names environment variable SINKHOST_TEST_SURELY_UNSET_VAR, which is not set"

@@ -30,7 +30,9 @@ pub async fn connect_options(nats: &NatsConfig) -> anyhow::Result<async_nats::Co
         options = options.nkey(seed.trim().to_string());
     }
     if let Some(path) = &nats.tls_ca_file {
-        options = options.add_root_certificates(PathBuf::from(path)).require_tls(true);
+        options = options
+            .add_root_certificates(PathBuf::from(path))
+            .require_tls(true);
     }
     if let (Some(cert), Some(key)) = (&nats.tls_cert_file, &nats.tls_key_file) {
         options = options

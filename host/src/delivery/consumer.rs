@@ -15,7 +15,10 @@ const SERVER_DEFAULT_MAX_ACK_PENDING: i64 = 1_000;
 /// batch full. A consumer that allows fewer stalls the extra pull requests
 /// until they expire (each costs `batch_timeout_ms` for nothing).
 pub fn ack_pending_needed(config: &Config) -> i64 {
-    let needed = config.delivery.batch_size.saturating_mul(config.delivery.max_in_flight_batches);
+    let needed = config
+        .delivery
+        .batch_size
+        .saturating_mul(config.delivery.max_in_flight_batches);
     i64::try_from(needed).unwrap_or(i64::MAX)
 }
 
@@ -50,7 +53,10 @@ pub fn desired_config(config: &Config) -> pull::Config {
         desired.max_deliver = max;
     }
     if let Some(backoff) = &management.backoff_seconds {
-        desired.backoff = backoff.iter().map(|s| Duration::from_secs_f64(*s)).collect();
+        desired.backoff = backoff
+            .iter()
+            .map(|s| Duration::from_secs_f64(*s))
+            .collect();
     }
     match management.max_ack_pending {
         Some(max) => desired.max_ack_pending = max,
@@ -71,7 +77,10 @@ pub fn desired_config(config: &Config) -> pull::Config {
 
 /// Finds or creates the durable consumer according to
 /// `consumer_management.mode`.
-pub async fn ensure(jetstream: &async_nats::jetstream::Context, config: &Config) -> anyhow::Result<PullConsumer> {
+pub async fn ensure(
+    jetstream: &async_nats::jetstream::Context,
+    config: &Config,
+) -> anyhow::Result<PullConsumer> {
     let stream_name = &config.nats.stream;
     let consumer_name = &config.nats.consumer;
     let stream = jetstream.get_stream(stream_name).await.with_context(|| {
@@ -103,7 +112,11 @@ pub async fn ensure(jetstream: &async_nats::jetstream::Context, config: &Config)
     }
 }
 
-async fn warn_if_config_differs(consumer: &mut PullConsumer, desired: &pull::Config, needed_ack_pending: i64) {
+async fn warn_if_config_differs(
+    consumer: &mut PullConsumer,
+    desired: &pull::Config,
+    needed_ack_pending: i64,
+) {
     if let Ok(info) = consumer.info().await {
         let actual = &info.config;
         if actual.max_ack_pending > 0 && actual.max_ack_pending < needed_ack_pending {
@@ -116,7 +129,9 @@ async fn warn_if_config_differs(consumer: &mut PullConsumer, desired: &pull::Con
                  set consumer_management.mode = reconcile)"
             );
         }
-        if actual.filter_subject != desired.filter_subject || actual.filter_subjects != desired.filter_subjects {
+        if actual.filter_subject != desired.filter_subject
+            || actual.filter_subjects != desired.filter_subjects
+        {
             tracing::warn!(
                 consumer = %info.name,
                 actual_filter = %actual.filter_subject,
@@ -142,9 +157,19 @@ mod tests {
 
     #[test]
     fn max_ack_pending_covers_every_batch_in_flight() {
-        let small = desired_config(&config_with(r#"{"batch_size": 100, "max_in_flight_batches": 2}"#, "{}"));
-        assert_eq!(small.max_ack_pending, pull::Config::default().max_ack_pending, "server default kept");
-        let large = desired_config(&config_with(r#"{"batch_size": 1000, "max_in_flight_batches": 4}"#, "{}"));
+        let small = desired_config(&config_with(
+            r#"{"batch_size": 100, "max_in_flight_batches": 2}"#,
+            "{}",
+        ));
+        assert_eq!(
+            small.max_ack_pending,
+            pull::Config::default().max_ack_pending,
+            "server default kept"
+        );
+        let large = desired_config(&config_with(
+            r#"{"batch_size": 1000, "max_in_flight_batches": 4}"#,
+            "{}",
+        ));
         assert_eq!(large.max_ack_pending, 4_000);
         let explicit = desired_config(&config_with(
             r#"{"batch_size": 1000, "max_in_flight_batches": 4}"#,

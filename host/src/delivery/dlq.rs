@@ -41,7 +41,12 @@ pub enum DeadLetterError {
 
 /// The DLQ record body: compact JSON with sorted keys, field for field the
 /// reference's.
-pub fn body(envelope: &Envelope, error_type: &str, error: &str, config: &DeadLetterConfig) -> Vec<u8> {
+pub fn body(
+    envelope: &Envelope,
+    error_type: &str,
+    error: &str,
+    config: &DeadLetterConfig,
+) -> Vec<u8> {
     let headers_map: BTreeMap<&str, &str> = envelope
         .headers
         .iter()
@@ -86,7 +91,10 @@ pub fn body(envelope: &Envelope, error_type: &str, error: &str, config: &DeadLet
         fields.insert("error".into(), json!(error));
     }
     if envelope.timestamp_ns > 0 {
-        fields.insert("timestamp".into(), json!(python_isoformat(envelope.timestamp_ns)));
+        fields.insert(
+            "timestamp".into(),
+            json!(python_isoformat(envelope.timestamp_ns)),
+        );
     }
     if config.include_headers {
         fields.insert("headers".into(), json!(headers_map));
@@ -177,7 +185,10 @@ mod tests {
     use crate::envelope::MessageMetadata;
 
     fn vectors() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nats-sinks-vectors.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/nats-sinks-vectors.json"
+        );
         let text = std::fs::read_to_string(path).expect("vectors file is checked in");
         serde_json::from_str(&text).expect("vectors parse")
     }
@@ -216,14 +227,25 @@ mod tests {
             },
             custody: None,
         };
-        let got = body(&envelope, "PermanentSinkError", "example failure", &DeadLetterConfig::default());
+        let got = body(
+            &envelope,
+            "PermanentSinkError",
+            "example failure",
+            &DeadLetterConfig::default(),
+        );
         let expected = vectors["dlq_body_utf8"].as_str().expect("dlq body");
         assert_eq!(String::from_utf8(got).expect("utf8"), expected);
     }
 
     #[test]
     fn isoformat_like_python() {
-        assert_eq!(python_isoformat(1_779_451_200_000_000_000), "2026-05-22T12:00:00+00:00");
-        assert_eq!(python_isoformat(1_795_344_967_389_552_266), "2026-11-22T10:56:07.389552+00:00");
+        assert_eq!(
+            python_isoformat(1_779_451_200_000_000_000),
+            "2026-05-22T12:00:00+00:00"
+        );
+        assert_eq!(
+            python_isoformat(1_795_344_967_389_552_266),
+            "2026-11-22T10:56:07.389552+00:00"
+        );
     }
 }

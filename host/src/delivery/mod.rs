@@ -106,7 +106,10 @@ pub async fn run(
     .await;
     stats_logger.abort();
     // ACKs are buffered publishes: make sure they reached the server.
-    client.flush().await.context("flushing ACKs to NATS at shutdown")?;
+    client
+        .flush()
+        .await
+        .context("flushing ACKs to NATS at shutdown")?;
     let snapshot = shared.stats.snapshot();
     tracing::info!(?snapshot, "stopped");
     if drained.is_err() {
@@ -124,7 +127,11 @@ async fn log_stats_periodically(shared: Arc<Shared>) {
     loop {
         ticker.tick().await;
         let snapshot = shared.stats.snapshot();
-        tracing::info!(?snapshot, faults = shared.pool.faults_total(), "delivery counters");
+        tracing::info!(
+            ?snapshot,
+            faults = shared.pool.faults_total(),
+            "delivery counters"
+        );
     }
 }
 
@@ -170,7 +177,9 @@ async fn fetch(shared: &Shared) -> anyhow::Result<Vec<Received>> {
         };
         match receive::receive(message, receive::now_ns()) {
             Ok(received) => batch.push(received),
-            Err(err) => tracing::error!(error = %err, "skipping unreadable message; it stays unACKed"),
+            Err(err) => {
+                tracing::error!(error = %err, "skipping unreadable message; it stays unACKed")
+            }
         }
     }
     Stats::add(&shared.stats.fetched, batch.len() as u64);
@@ -188,13 +197,22 @@ async fn process(shared: &Shared, batch: Vec<Received>) {
                 envelopes.push(envelope);
                 ackers.push(received.acker);
             }
-            Screening::Reject { envelope, error_type, error } => {
+            Screening::Reject {
+                envelope,
+                error_type,
+                error,
+            } => {
                 Stats::add(&shared.stats.rejected, 1);
                 dead_letter(shared, &envelope, &received.acker, error_type, &error).await;
             }
             Screening::Retry { envelope, reason } => {
                 tracing::error!(stream_sequence = envelope.stream_sequence, %reason, "cannot prepare message; will retry");
-                retry_later(shared, &received.acker, shared.retry.delay(envelope.delivery_count)).await;
+                retry_later(
+                    shared,
+                    &received.acker,
+                    shared.retry.delay(envelope.delivery_count),
+                )
+                .await;
             }
         }
     }
@@ -268,11 +286,17 @@ async fn apply(
             );
             retry_later(shared, acker, delay).await;
         }
-        Disposition::DeadLetter { error_type, error } => dead_letter(shared, envelope, acker, error_type, &error).await,
+        Disposition::DeadLetter { error_type, error } => {
+            dead_letter(shared, envelope, acker, error_type, &error).await
+        }
     }
 }
 
-async fn retry_later(shared: &Shared, acker: &async_nats::jetstream::message::Acker, delay: Duration) {
+async fn retry_later(
+    shared: &Shared,
+    acker: &async_nats::jetstream::message::Acker,
+    delay: Duration,
+) {
     Stats::add(&shared.stats.retried, 1);
     if shared.config.delivery.temporary_failure_action == TemporaryFailureAction::Nak {
         ack(shared, acker, AckKind::Nak(Some(delay))).await;
@@ -299,9 +323,22 @@ async fn dead_letter(
         retry_later(shared, acker, delay).await;
         return;
     };
-    match dlq::publish(&shared.jetstream, subject, envelope, error_type, error, dead_letter).await {
+    match dlq::publish(
+        &shared.jetstream,
+        subject,
+        envelope,
+        error_type,
+        error,
+        dead_letter,
+    )
+    .await
+    {
         Ok(()) => {
-            let kind = if dead_letter.ack_term_after_publish { AckKind::Term } else { AckKind::Ack };
+            let kind = if dead_letter.ack_term_after_publish {
+                AckKind::Term
+            } else {
+                AckKind::Ack
+            };
             if ack(shared, acker, kind).await {
                 Stats::add(&shared.stats.dead_lettered, 1);
             }
@@ -327,7 +364,11 @@ async fn dead_letter(
 }
 
 /// Sends an ACK, NAK or TERM. A failure only means redelivery later.
-async fn ack(shared: &Shared, acker: &async_nats::jetstream::message::Acker, kind: AckKind) -> bool {
+async fn ack(
+    shared: &Shared,
+    acker: &async_nats::jetstream::message::Acker,
+    kind: AckKind,
+) -> bool {
     match acker.ack_with(kind).await {
         Ok(()) => true,
         Err(err) => {

@@ -23,7 +23,10 @@ pub struct ReceiveError {
 }
 
 /// Converts a JetStream message.
-pub fn receive(message: async_nats::jetstream::Message, received_at_ns: i64) -> Result<Received, ReceiveError> {
+pub fn receive(
+    message: async_nats::jetstream::Message,
+    received_at_ns: i64,
+) -> Result<Received, ReceiveError> {
     let subject = message.subject.to_string();
     let info = message.info().map_err(|err| ReceiveError {
         subject: subject.clone(),

@@ -94,8 +94,14 @@ mod tests {
 
     #[test]
     fn linear_and_fixed() {
-        assert_eq!(policy(BackoffMode::Linear, JitterMode::None).delay(3), Duration::from_millis(3_000));
-        assert_eq!(policy(BackoffMode::Fixed, JitterMode::None).delay(9), Duration::from_millis(1_000));
+        assert_eq!(
+            policy(BackoffMode::Linear, JitterMode::None).delay(3),
+            Duration::from_millis(3_000)
+        );
+        assert_eq!(
+            policy(BackoffMode::Fixed, JitterMode::None).delay(9),
+            Duration::from_millis(1_000)
+        );
     }
 
     #[test]

@@ -125,14 +125,28 @@ mod tests {
     fn stored_batch_acks_all_but_failures() {
         let outcome = Ok(WriteOutcome::Stored {
             failures: vec![
-                MessageFailure { index: 1, error: error(ErrorKind::Permanent) },
-                MessageFailure { index: 2, error: error(ErrorKind::Transient) },
+                MessageFailure {
+                    index: 1,
+                    error: error(ErrorKind::Permanent),
+                },
+                MessageFailure {
+                    index: 2,
+                    error: error(ErrorKind::Transient),
+                },
             ],
         });
         let d = settle(&outcome, &[1, 1, 1, 1], &policy());
         assert_eq!(d[0], Disposition::Ack);
-        assert!(matches!(d[1], Disposition::DeadLetter { error_type: error_type::PERMANENT, .. }));
-        assert!(matches!(d[2], Disposition::Retry { delay, .. } if delay == Duration::from_secs(1)));
+        assert!(matches!(
+            d[1],
+            Disposition::DeadLetter {
+                error_type: error_type::PERMANENT,
+                ..
+            }
+        ));
+        assert!(
+            matches!(d[2], Disposition::Retry { delay, .. } if delay == Duration::from_secs(1))
+        );
         assert_eq!(d[3], Disposition::Ack);
     }
 
@@ -141,14 +155,22 @@ mod tests {
         let outcome = Ok(WriteOutcome::Failed(error(ErrorKind::Transient)));
         let d = settle(&outcome, &[5, 6], &policy());
         assert!(matches!(d[0], Disposition::Retry { .. }));
-        assert!(matches!(d[1], Disposition::DeadLetter { error_type: error_type::RETRIES_EXHAUSTED, .. }));
+        assert!(matches!(
+            d[1],
+            Disposition::DeadLetter {
+                error_type: error_type::RETRIES_EXHAUSTED,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn whole_batch_permanent_failure_dead_letters_every_message() {
         let outcome = Ok(WriteOutcome::Failed(error(ErrorKind::Permanent)));
         let d = settle(&outcome, &[1, 1], &policy());
-        assert!(d.iter().all(|d| matches!(d, Disposition::DeadLetter { .. })));
+        assert!(d
+            .iter()
+            .all(|d| matches!(d, Disposition::DeadLetter { .. })));
     }
 
     #[test]
@@ -156,6 +178,12 @@ mod tests {
         let outcome = Err(PluginFault::Timeout { after_ms: 10 });
         let d = settle(&outcome, &[1, 6], &policy());
         assert!(matches!(d[0], Disposition::Retry { .. }));
-        assert!(matches!(d[1], Disposition::DeadLetter { error_type: error_type::PLUGIN_FAULT, .. }));
+        assert!(matches!(
+            d[1],
+            Disposition::DeadLetter {
+                error_type: error_type::PLUGIN_FAULT,
+                ..
+            }
+        ));
     }
 }

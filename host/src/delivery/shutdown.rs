@@ -16,13 +16,19 @@ pub fn install() -> std::io::Result<CancellationToken> {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
-        tracing::info!(signal = name, "stopping: no new fetches; finishing the batches in flight");
+        tracing::info!(
+            signal = name,
+            "stopping: no new fetches; finishing the batches in flight"
+        );
         trigger.cancel();
         let second = tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
-        tracing::warn!(signal = second, "second signal: exiting now; unACKed messages will be redelivered");
+        tracing::warn!(
+            signal = second,
+            "second signal: exiting now; unACKed messages will be redelivered"
+        );
         std::process::exit(130);
     });
     Ok(token)

@@ -44,7 +44,11 @@ const FINGERPRINT_HEX_DIGITS: usize = 16;
 /// `$HOME/.cache/sinkhost`. Empty (and, for XDG, relative) values are
 /// ignored, as the XDG base directory spec asks.
 pub fn default_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = var("SINKHOST_CACHE_DIR") {
         return Some(dir);
     }
@@ -86,7 +90,10 @@ pub fn engine_fingerprint(engine: &Engine) -> String {
 
 /// The cache entry of a component for an engine.
 pub fn entry_path(dir: &Path, digest: &str, engine: &Engine) -> PathBuf {
-    dir.join(format!("{digest}-{}.{ENTRY_EXTENSION}", engine_fingerprint(engine)))
+    dir.join(format!(
+        "{digest}-{}.{ENTRY_EXTENSION}",
+        engine_fingerprint(engine)
+    ))
 }
 
 /// How the component was obtained, for logs and benchmarks.
@@ -113,7 +120,11 @@ pub fn load_or_compile(
     let started = Instant::now();
     let Some(dir) = cache_dir else {
         let component = Component::new(engine, bytes)?;
-        tracing::info!(digest, compile_ms = started.elapsed().as_millis() as u64, "plugin compiled (no cache directory)");
+        tracing::info!(
+            digest,
+            compile_ms = started.elapsed().as_millis() as u64,
+            "plugin compiled (no cache directory)"
+        );
         return Ok((component, CacheOutcome::Unavailable));
     };
     let entry = entry_path(dir, digest, engine);
@@ -179,7 +190,11 @@ fn store_entry(dir: &Path, entry: &Path, compiled: &[u8]) -> std::io::Result<()>
 
 fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+    tmp_name.push(format!(
+        ".tmp-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let tmp = PathBuf::from(tmp_name);
     let written = std::fs::write(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {

@@ -50,7 +50,10 @@ pub fn inspect(path: &Path) -> Result<Inspection, PluginLoadError> {
 }
 
 /// [`inspect`] with an explicit cache directory (`None`: no cache).
-pub fn inspect_with_cache(path: &Path, cache_dir: Option<&Path>) -> Result<Inspection, PluginLoadError> {
+pub fn inspect_with_cache(
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<Inspection, PluginLoadError> {
     let bytes = super::read_component(path)?;
     let digest = cache::sha256_hex(&bytes);
     let engine = engine::build().map_err(|err| super::link_error(path, &err))?;
@@ -63,17 +66,24 @@ pub fn inspect_with_cache(path: &Path, cache_dir: Option<&Path>) -> Result<Inspe
             need: import_need(name),
         })
         .collect();
-    let exports: Vec<String> = component_type.exports(&engine).map(|(name, _)| name.to_string()).collect();
+    let exports: Vec<String> = component_type
+        .exports(&engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     let wit_version = exports
         .iter()
         .find_map(|name| name.strip_prefix(SINK_EXPORT_PREFIX))
         .map(str::to_string);
-    let problem = runnable(path, &engine, &component).err().map(|err| err.to_string());
+    let problem = runnable(path, &engine, &component)
+        .err()
+        .map(|err| err.to_string());
     Ok(Inspection {
         path: path.to_path_buf(),
         digest,
         size_bytes: bytes.len(),
-        world: wit_version.as_ref().map(|v| format!("sinkhost:sink/plugin@{v}")),
+        world: wit_version
+            .as_ref()
+            .map(|v| format!("sinkhost:sink/plugin@{v}")),
         wit_version,
         runnable: problem.is_none(),
         problem,
@@ -86,7 +96,11 @@ pub fn inspect_with_cache(path: &Path, cache_dir: Option<&Path>) -> Result<Inspe
 /// The load-time checks of [`super::PluginHost::load`]: a sink of a
 /// supported version, importing only what the host provides, whose exports
 /// match the WIT of its version.
-fn runnable(path: &Path, engine: &wasmtime::Engine, component: &wasmtime::component::Component) -> Result<(), PluginLoadError> {
+fn runnable(
+    path: &Path,
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> Result<(), PluginLoadError> {
     let version = super::sink_version(path, engine, component)?;
     // Which grants it needs is reported, not checked: there is no config here.
     super::check_imports(path, engine, component, None)?;
@@ -118,7 +132,11 @@ impl std::fmt::Display for Inspection {
             None => writeln!(f, "world:     not a sinkhost sink")?,
         }
         match &self.problem {
-            None => writeln!(f, "runnable:  yes (supported WIT versions: {})", SUPPORTED_VERSIONS.join(", "))?,
+            None => writeln!(
+                f,
+                "runnable:  yes (supported WIT versions: {})",
+                SUPPORTED_VERSIONS.join(", ")
+            )?,
             Some(why) => writeln!(f, "runnable:  no: {why}")?,
         }
         writeln!(f, "exports:")?;

@@ -28,7 +28,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::capabilities::{import_need, Capability as _, GrantError, Http, ImportNeed, PreparedGrants};
+use crate::capabilities::{
+    import_need, Capability as _, GrantError, Http, ImportNeed, PreparedGrants,
+};
 use crate::config::{PluginConfig, PluginLimits};
 use crate::envelope::Envelope;
 
@@ -281,7 +283,10 @@ impl std::fmt::Debug for PluginHost {
 impl PluginHost {
     /// Compiles the component, or loads it precompiled from the cache; checks
     /// its world, version and imports, and the operator's grants.
-    pub fn load(config: &PluginConfig, sink_config: &serde_json::Value) -> Result<Self, PluginLoadError> {
+    pub fn load(
+        config: &PluginConfig,
+        sink_config: &serde_json::Value,
+    ) -> Result<Self, PluginLoadError> {
         Self::load_trusted(config, sink_config, None)
     }
 
@@ -296,9 +301,15 @@ impl PluginHost {
         let started = Instant::now();
         let bytes = read_component(&path)?;
         match crate::signing::check_trust(trust, &path, &bytes)? {
-            crate::signing::TrustDecision::Signed(key_id) => {
-                tracing::info!(plugin = %path.display(), key_id = %key_id, "plugin signature verified")
-            }
+            crate::signing::TrustDecision::Trusted {
+                publisher,
+                certifier,
+            } => tracing::info!(
+                plugin = %path.display(),
+                publisher = publisher.as_deref().unwrap_or("-"),
+                certifier = certifier.as_deref().unwrap_or("-"),
+                "plugin accepted by the trust policy"
+            ),
             crate::signing::TrustDecision::NotRequired => tracing::warn!(
                 plugin = %path.display(),
                 "no trust policy requires a signature: this plugin's publisher is not verified (see docs/plugin-signing.md)"
@@ -311,7 +322,8 @@ impl PluginHost {
         let (component, cache) = compile(&path, &engine, &bytes, &digest, cache_dir.as_deref())?;
         let version = sink_version(&path, &engine, &component)?;
         check_imports(&path, &engine, &component, Some(&grants))?;
-        let prepared = prepare(&engine, &component, &version).map_err(|err| link_error(&path, &err))?;
+        let prepared =
+            prepare(&engine, &component, &version).map_err(|err| link_error(&path, &err))?;
         let description = PluginDescription {
             path: path.clone(),
             digest,
@@ -358,7 +370,9 @@ impl PluginHost {
 
     /// Connects once to every granted database (`sinkhost validate`):
     /// per grant name, the error when it cannot.
-    pub async fn check_sql_connections(&self) -> Vec<(String, Result<(), crate::capabilities::sql::SqlError>)> {
+    pub async fn check_sql_connections(
+        &self,
+    ) -> Vec<(String, Result<(), crate::capabilities::sql::SqlError>)> {
         self.inner.grants.sql().check_connections().await
     }
 
@@ -399,14 +413,18 @@ impl PluginHost {
         let answer = match &bindings {
             Bindings::V0_1(bindings) => {
                 let deadline = self.start_call(&mut store);
-                let result = tokio::time::timeout(deadline, bindings.init(&mut store, config)).await;
+                let result =
+                    tokio::time::timeout(deadline, bindings.init(&mut store, config)).await;
                 self.settle(&store, result)?
             }
         };
         match answer {
             Ok(()) => Ok(Instance { store, bindings }),
             Err(message) => Err(PluginFault::Init {
-                message: format!("the plugin rejected its `sink` config: {}", one_line(&message)),
+                message: format!(
+                    "the plugin rejected its `sink` config: {}",
+                    one_line(&message)
+                ),
             }),
         }
     }
@@ -432,10 +450,14 @@ impl PluginHost {
         inner
             .grants
             .apply(&mut wasi)
-            .map_err(|err| PluginFault::Init { message: err.to_string() })?;
-        let memory_bytes = usize::try_from(inner.limits.memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
-        let state = StoreState::with_http(wasi.build(), inner.grants.http_hooks(), memory_bytes, log)
-            .with_sql(inner.grants.sql().clone());
+            .map_err(|err| PluginFault::Init {
+                message: err.to_string(),
+            })?;
+        let memory_bytes =
+            usize::try_from(inner.limits.memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
+        let state =
+            StoreState::with_http(wasi.build(), inner.grants.http_hooks(), memory_bytes, log)
+                .with_sql(inner.grants.sql().clone());
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut context| Ok(context.data_mut().deadline.on_tick()));
@@ -443,12 +465,17 @@ impl PluginHost {
     }
 
     /// Writes a batch on `instance`. Any error means the instance is dead.
-    async fn write_batch(&self, instance: &mut Instance, batch: &[Envelope]) -> Result<WriteOutcome, PluginFault> {
+    async fn write_batch(
+        &self,
+        instance: &mut Instance,
+        batch: &[Envelope],
+    ) -> Result<WriteOutcome, PluginFault> {
         let Instance { store, bindings } = instance;
         match bindings {
             Bindings::V0_1(bindings) => {
                 let deadline = self.start_call(store);
-                let result = tokio::time::timeout(deadline, bindings.write_batch(store, batch)).await;
+                let result =
+                    tokio::time::timeout(deadline, bindings.write_batch(store, batch)).await;
                 self.settle(store, result)?
             }
         }
@@ -534,9 +561,11 @@ fn compile(
     digest: &str,
     cache_dir: Option<&Path>,
 ) -> Result<(Component, CacheOutcome), PluginLoadError> {
-    cache::load_or_compile(engine, bytes, digest, cache_dir).map_err(|err| PluginLoadError::Compile {
-        path: path.to_path_buf(),
-        message: fault_message(&err),
+    cache::load_or_compile(engine, bytes, digest, cache_dir).map_err(|err| {
+        PluginLoadError::Compile {
+            path: path.to_path_buf(),
+            message: fault_message(&err),
+        }
     })
 }
 
@@ -547,7 +576,9 @@ fn check_component_header(path: &Path, bytes: &[u8]) -> Result<(), PluginLoadErr
         reason: reason.to_string(),
     };
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(not_a_component("the file does not start with the WebAssembly magic bytes"));
+        return Err(not_a_component(
+            "the file does not start with the WebAssembly magic bytes",
+        ));
     }
     match &bytes[4..8] {
         [0x0d, 0x00, 0x01, 0x00] => Ok(()),
@@ -568,13 +599,20 @@ fn expected_exports() -> String {
 }
 
 /// The WIT version of the component's `sinkhost:sink/sink@X` export.
-fn sink_version(path: &Path, engine: &Engine, component: &Component) -> Result<String, PluginLoadError> {
+fn sink_version(
+    path: &Path,
+    engine: &Engine,
+    component: &Component,
+) -> Result<String, PluginLoadError> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    let Some(version) = exports.iter().find_map(|name| name.strip_prefix(SINK_EXPORT_PREFIX)) else {
+    let Some(version) = exports
+        .iter()
+        .find_map(|name| name.strip_prefix(SINK_EXPORT_PREFIX))
+    else {
         return Err(PluginLoadError::NotASink {
             path: path.to_path_buf(),
             exports: exports.join(", "),
@@ -645,7 +683,9 @@ fn check_imports(
                     need,
                 })
             }
-            ImportNeed::Grant(grant) if grant == Http::NAME && grants.is_some_and(|g| !g.has(grant)) => {
+            ImportNeed::Grant(grant)
+                if grant == Http::NAME && grants.is_some_and(|g| !g.has(grant)) =>
+            {
                 return Err(PluginLoadError::MissingGrant {
                     path: path.to_path_buf(),
                     import: name.to_string(),
@@ -670,7 +710,9 @@ fn prepare(engine: &Engine, component: &Component, version: &str) -> wasmtime::R
             v0_1::add_to_linker(&mut linker)?;
             Ok(Prepared::V0_1(v0_1::Prepared::new(&linker, component)?))
         }
-        _ => Err(wasmtime::Error::msg(format!("no bindings for WIT version {version}"))),
+        _ => Err(wasmtime::Error::msg(format!(
+            "no bindings for WIT version {version}"
+        ))),
     }
 }
 
@@ -718,11 +760,19 @@ mod tests {
         let path = Path::new("x.wasm");
         assert!(check_component_header(path, b"\0asm\x0d\x00\x01\x00rest").is_ok());
         let core = check_component_header(path, b"\0asm\x01\x00\x00\x00").expect_err("core module");
-        assert!(core.to_string().contains("core WebAssembly module"), "{core}");
+        assert!(
+            core.to_string().contains("core WebAssembly module"),
+            "{core}"
+        );
         let text = check_component_header(path, b"hello world").expect_err("text");
         assert!(text.to_string().contains("magic bytes"), "{text}");
         let short = check_component_header(path, b"\0as").expect_err("short");
-        assert!(short.to_string().starts_with("x.wasm is not a WebAssembly component"), "{short}");
+        assert!(
+            short
+                .to_string()
+                .starts_with("x.wasm is not a WebAssembly component"),
+            "{short}"
+        );
     }
 
     #[test]
@@ -750,14 +800,23 @@ mod tests {
 
     #[test]
     fn traps_are_named_without_backtraces() {
-        let err = wasmtime::Error::new(Trap::UnreachableCodeReached).context("error while executing");
-        assert_eq!(fault_message(&err), Trap::UnreachableCodeReached.to_string());
+        let err =
+            wasmtime::Error::new(Trap::UnreachableCodeReached).context("error while executing");
+        assert_eq!(
+            fault_message(&err),
+            Trap::UnreachableCodeReached.to_string()
+        );
         let err = wasmtime::Error::msg("root cause").context("outer");
         assert_eq!(fault_message(&err), "outer: root cause");
     }
 
     fn state() -> StoreState {
-        StoreState::with_http(WasiCtxBuilder::new().build(), crate::capabilities::HttpHooks::default(), 1 << 20, PluginLog::new("t".into()))
+        StoreState::with_http(
+            WasiCtxBuilder::new().build(),
+            crate::capabilities::HttpHooks::default(),
+            1 << 20,
+            PluginLog::new("t".into()),
+        )
     }
 
     fn limits() -> PluginLimits {
@@ -770,7 +829,8 @@ mod tests {
 
     #[test]
     fn errors_are_classified_by_what_the_store_saw() {
-        let classify = |state: &StoreState, err: wasmtime::Error| super::classify(&limits(), state, &err);
+        let classify =
+            |state: &StoreState, err: wasmtime::Error| super::classify(&limits(), state, &err);
         let mut s = state();
         assert!(matches!(
             classify(&s, Trap::Interrupt.into()),

@@ -47,11 +47,9 @@ impl SinkPool {
     ///
     /// Cancel-safe: dropping the future drops the instance it was using.
     pub async fn write_batch(&self, batch: &[Envelope]) -> Result<WriteOutcome, PluginFault> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| PluginFault::Init { message: "the instance pool is closed".into() })?;
+        let _slot = self.slots.acquire().await.map_err(|_| PluginFault::Init {
+            message: "the instance pool is closed".into(),
+        })?;
         self.wait_for_backoff().await;
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut instance = match idle {

@@ -57,7 +57,12 @@ pub struct StoreState {
 
 impl StoreState {
     /// A store state whose `wasi:http` requests go through `http_hooks`.
-    pub fn with_http(wasi: WasiCtx, http_hooks: HttpHooks, memory_limit_bytes: usize, log: PluginLog) -> Self {
+    pub fn with_http(
+        wasi: WasiCtx,
+        http_hooks: HttpHooks,
+        memory_limit_bytes: usize,
+        log: PluginLog,
+    ) -> Self {
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -154,13 +159,20 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if maximum.is_some_and(|maximum| desired > maximum) {
             // Past the memory's own declared maximum: plain wasm semantics
             // (`memory.grow` returns -1), not the operator's limit.
             return Ok(false);
         }
-        let total = self.used_bytes.saturating_add(desired.saturating_sub(current));
+        let total = self
+            .used_bytes
+            .saturating_add(desired.saturating_sub(current));
         if total > self.limit_bytes {
             return Err(self.refuse(total));
         }
@@ -177,7 +189,12 @@ impl ResourceLimiter for MemoryLimiter {
         self.limits.memory_grow_failed(error)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
     }
 
@@ -279,7 +296,8 @@ impl PluginLog {
 
     /// Refills the budget at the start of a call.
     pub fn refill(&self) {
-        self.budget.store(MAX_OUTPUT_BYTES_PER_CALL, Ordering::Relaxed);
+        self.budget
+            .store(MAX_OUTPUT_BYTES_PER_CALL, Ordering::Relaxed);
         self.warned.store(false, Ordering::Relaxed);
     }
 
@@ -305,7 +323,9 @@ impl PluginLog {
     fn spend(&self, cost: usize) -> bool {
         let taken = self
             .budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(cost));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(cost)
+            });
         if taken.is_ok() {
             return true;
         }
@@ -393,7 +413,9 @@ impl LineWriter {
     fn flush_line(&mut self) {
         let line = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
-        self.output.log.line(self.output.level, self.output.stream, &line);
+        self.output
+            .log
+            .line(self.output.level, self.output.stream, &line);
     }
 
     fn push(&mut self, buf: &[u8]) {
@@ -403,7 +425,8 @@ impl LineWriter {
                 _ => (chunk, false),
             };
             let room = MAX_LOG_LINE_BYTES.saturating_sub(self.pending.len());
-            self.pending.extend_from_slice(&text[..text.len().min(room)]);
+            self.pending
+                .extend_from_slice(&text[..text.len().min(room)]);
             if ends_line {
                 self.flush_line();
             }
@@ -412,7 +435,11 @@ impl LineWriter {
 }
 
 impl tokio::io::AsyncWrite for LineWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -462,7 +489,9 @@ mod tests {
     #[test]
     fn growing_past_the_declared_maximum_is_not_the_operators_limit() {
         let mut limiter = MemoryLimiter::new(64 * MIB);
-        assert!(!limiter.memory_growing(MIB, 2 * MIB, Some(MIB)).expect("wasm semantics"));
+        assert!(!limiter
+            .memory_growing(MIB, 2 * MIB, Some(MIB))
+            .expect("wasm semantics"));
         assert!(!limiter.refused);
     }
 
@@ -477,7 +506,10 @@ mod tests {
     fn deadline_yields_then_interrupts() {
         let mut deadline = Deadline::default();
         deadline.arm(Duration::from_secs(60));
-        assert!(matches!(deadline.on_tick(), UpdateDeadline::YieldCustom(1, _)));
+        assert!(matches!(
+            deadline.on_tick(),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
         assert!(!deadline.expired);
         deadline.arm(Duration::ZERO);
         assert!(matches!(deadline.on_tick(), UpdateDeadline::Interrupt));

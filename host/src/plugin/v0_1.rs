@@ -31,7 +31,9 @@ pub const VERSION: &str = "0.1.0";
 
 /// Adds this version's host imports (`log` and `sql`) to a linker.
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    self::sinkhost::sink::log::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)?;
+    self::sinkhost::sink::log::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| {
+        state
+    })?;
     wit_sql::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |state| state)
 }
 
@@ -52,15 +54,26 @@ impl self::sinkhost::sink::log::Host for StoreState {
 impl self::sinkhost::sink::types::Host for StoreState {}
 
 impl wit_sql::Host for StoreState {
-    async fn begin(&mut self, connection: String) -> wasmtime::Result<Result<Resource<Transaction>, wit_sql::SqlError>> {
+    async fn begin(
+        &mut self,
+        connection: String,
+    ) -> wasmtime::Result<Result<Resource<Transaction>, wit_sql::SqlError>> {
         match self.sql.begin(&connection).await {
             Ok(transaction) => Ok(Ok(self.table().push(transaction)?)),
             Err(error) => Ok(Err(sql_error_to_wit(error))),
         }
     }
 
-    async fn columns(&mut self, connection: String, table: String) -> wasmtime::Result<Result<Vec<String>, wit_sql::SqlError>> {
-        Ok(self.sql.columns(&connection, &table).await.map_err(sql_error_to_wit))
+    async fn columns(
+        &mut self,
+        connection: String,
+        table: String,
+    ) -> wasmtime::Result<Result<Vec<String>, wit_sql::SqlError>> {
+        Ok(self
+            .sql
+            .columns(&connection, &table)
+            .await
+            .map_err(sql_error_to_wit))
     }
 }
 
@@ -73,7 +86,10 @@ impl wit_sql::HostTransaction for StoreState {
     ) -> wasmtime::Result<Result<u64, wit_sql::SqlError>> {
         let params: Vec<SqlValue> = params.into_iter().map(value_from_wit).collect();
         let transaction = self.table().get_mut(&transaction)?;
-        Ok(transaction.execute(&statement, &params).await.map_err(sql_error_to_wit))
+        Ok(transaction
+            .execute(&statement, &params)
+            .await
+            .map_err(sql_error_to_wit))
     }
 
     async fn execute_many(
@@ -82,10 +98,15 @@ impl wit_sql::HostTransaction for StoreState {
         statement: String,
         rows: Vec<Vec<wit_sql::Value>>,
     ) -> wasmtime::Result<Result<u64, wit_sql::SqlError>> {
-        let rows: Vec<Vec<SqlValue>> =
-            rows.into_iter().map(|row| row.into_iter().map(value_from_wit).collect()).collect();
+        let rows: Vec<Vec<SqlValue>> = rows
+            .into_iter()
+            .map(|row| row.into_iter().map(value_from_wit).collect())
+            .collect();
         let transaction = self.table().get_mut(&transaction)?;
-        Ok(transaction.execute_many(&statement, &rows).await.map_err(sql_error_to_wit))
+        Ok(transaction
+            .execute_many(&statement, &rows)
+            .await
+            .map_err(sql_error_to_wit))
     }
 
     async fn query(
@@ -96,15 +117,25 @@ impl wit_sql::HostTransaction for StoreState {
     ) -> wasmtime::Result<Result<wit_sql::Rows, wit_sql::SqlError>> {
         let params: Vec<SqlValue> = params.into_iter().map(value_from_wit).collect();
         let transaction = self.table().get_mut(&transaction)?;
-        Ok(transaction.query(&statement, &params).await.map(rows_to_wit).map_err(sql_error_to_wit))
+        Ok(transaction
+            .query(&statement, &params)
+            .await
+            .map(rows_to_wit)
+            .map_err(sql_error_to_wit))
     }
 
-    async fn commit(&mut self, transaction: Resource<Transaction>) -> wasmtime::Result<Result<(), wit_sql::SqlError>> {
+    async fn commit(
+        &mut self,
+        transaction: Resource<Transaction>,
+    ) -> wasmtime::Result<Result<(), wit_sql::SqlError>> {
         let transaction = self.table().get_mut(&transaction)?;
         Ok(transaction.commit().await.map_err(sql_error_to_wit))
     }
 
-    async fn rollback(&mut self, transaction: Resource<Transaction>) -> wasmtime::Result<Result<(), wit_sql::SqlError>> {
+    async fn rollback(
+        &mut self,
+        transaction: Resource<Transaction>,
+    ) -> wasmtime::Result<Result<(), wit_sql::SqlError>> {
         let transaction = self.table().get_mut(&transaction)?;
         Ok(transaction.rollback().await.map_err(sql_error_to_wit))
     }
@@ -147,7 +178,11 @@ fn value_to_wit(value: SqlValue) -> wit_sql::Value {
 fn rows_to_wit(rows: SqlRows) -> wit_sql::Rows {
     wit_sql::Rows {
         columns: rows.columns,
-        rows: rows.rows.into_iter().map(|row| row.into_iter().map(value_to_wit).collect()).collect(),
+        rows: rows
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().map(value_to_wit).collect())
+            .collect(),
     }
 }
 
@@ -186,7 +221,11 @@ pub struct Bindings(SqlPlugin);
 
 impl Bindings {
     /// Calls `init`; `Ok(Err(message))` is the plugin refusing its config.
-    pub async fn init(&self, store: &mut Store<StoreState>, config: &str) -> wasmtime::Result<Result<(), String>> {
+    pub async fn init(
+        &self,
+        store: &mut Store<StoreState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
         self.0.sinkhost_sink_sink().call_init(store, config).await
     }
 
@@ -197,7 +236,11 @@ impl Bindings {
         batch: &[Envelope],
     ) -> wasmtime::Result<Result<WriteOutcome, PluginFault>> {
         let envelopes: Vec<wit::Envelope> = batch.iter().map(to_wit).collect();
-        let result = self.0.sinkhost_sink_sink().call_write_batch(store, &envelopes).await?;
+        let result = self
+            .0
+            .sinkhost_sink_sink()
+            .call_write_batch(store, &envelopes)
+            .await?;
         Ok(match result {
             Ok(report) => outcome_from_report(report, batch.len()),
             Err(error) => Ok(WriteOutcome::Failed(sink_error(error))),
@@ -249,7 +292,10 @@ fn sink_error(error: wit::SinkError) -> SinkError {
 }
 
 /// Checks the report against the batch: each index in range, at most once.
-fn outcome_from_report(report: wit::BatchReport, batch_len: usize) -> Result<WriteOutcome, PluginFault> {
+fn outcome_from_report(
+    report: wit::BatchReport,
+    batch_len: usize,
+) -> Result<WriteOutcome, PluginFault> {
     let mut seen = vec![false; batch_len];
     let mut failures = Vec::with_capacity(report.failures.len());
     for failure in report.failures {
@@ -257,7 +303,9 @@ fn outcome_from_report(report: wit::BatchReport, batch_len: usize) -> Result<Wri
         match seen.get_mut(index) {
             None => {
                 return Err(PluginFault::Protocol {
-                    message: format!("reported a failure for message {index} of a batch of {batch_len}"),
+                    message: format!(
+                        "reported a failure for message {index} of a batch of {batch_len}"
+                    ),
                 })
             }
             Some(true) => {
@@ -291,11 +339,26 @@ mod tests {
 
     #[test]
     fn report_indexes_are_validated() {
-        let ok = outcome_from_report(wit::BatchReport { failures: vec![failure(1)] }, 2);
+        let ok = outcome_from_report(
+            wit::BatchReport {
+                failures: vec![failure(1)],
+            },
+            2,
+        );
         assert!(matches!(ok, Ok(WriteOutcome::Stored { failures }) if failures.len() == 1));
-        let out_of_range = outcome_from_report(wit::BatchReport { failures: vec![failure(2)] }, 2);
+        let out_of_range = outcome_from_report(
+            wit::BatchReport {
+                failures: vec![failure(2)],
+            },
+            2,
+        );
         assert!(matches!(out_of_range, Err(PluginFault::Protocol { .. })));
-        let twice = outcome_from_report(wit::BatchReport { failures: vec![failure(0), failure(0)] }, 2);
+        let twice = outcome_from_report(
+            wit::BatchReport {
+                failures: vec![failure(0), failure(0)],
+            },
+            2,
+        );
         assert!(matches!(twice, Err(PluginFault::Protocol { .. })));
     }
 }

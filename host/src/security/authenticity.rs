@@ -134,7 +134,6 @@ impl<'a> MessageToVerify<'a> {
     }
 }
 
-
 /// Whitespace as Python's `str.strip()` removes it: Unicode White_Space
 /// plus U+001C..U+001F.
 fn python_strip(value: &str) -> &str {

@@ -896,7 +896,8 @@ pub(crate) mod json {
         // are handled one by one.
         let mut plain_start = 0;
         for (index, &byte) in text.as_bytes().iter().enumerate() {
-            let special = matches!(byte, b'"' | b'\\') || byte < 0x20 || (ensure_ascii && byte > 0x7e);
+            let special =
+                matches!(byte, b'"' | b'\\') || byte < 0x20 || (ensure_ascii && byte > 0x7e);
             if !special || index < plain_start {
                 continue;
             }

@@ -942,7 +942,10 @@ mod tests {
         // Compact and sorted: re-rendering canonically gives the same bytes,
         // which is what custody's `compute_sealed` relies on.
         assert_eq!(json::canonical_ascii(&value), text);
-        assert_eq!(crate::security::custody::payload_hash_input(&out).unwrap(), out);
+        assert_eq!(
+            crate::security::custody::payload_hash_input(&out).unwrap(),
+            out
+        );
         assert_eq!(value[ENVELOPE_KEY]["schema"], SCHEMA_V1);
         assert_eq!(value[ENVELOPE_KEY]["nonce_size_bytes"], 12);
         assert_eq!(

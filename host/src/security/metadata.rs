@@ -822,7 +822,10 @@ fn reserved_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
     let folded: Vec<_> = headers.iter().map(|(name, _)| fold(name)).collect();
     let mut out = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    for (canonical, wanted) in RESERVED_HEADER_NAMES.iter().zip(reserved_header_names_folded()) {
+    for (canonical, wanted) in RESERVED_HEADER_NAMES
+        .iter()
+        .zip(reserved_header_names_folded())
+    {
         if let Some(index) = folded.iter().position(|f| f == wanted) {
             out.push((canonical.to_string(), headers[index].1.clone()));
             seen.push(wanted);
@@ -840,7 +843,12 @@ fn reserved_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
 /// [`RESERVED_HEADER_NAMES`] folded (they are ASCII), computed once.
 fn reserved_header_names_folded() -> &'static [String] {
     static FOLDED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    FOLDED.get_or_init(|| RESERVED_HEADER_NAMES.iter().map(|name| name.to_ascii_lowercase()).collect())
+    FOLDED.get_or_init(|| {
+        RESERVED_HEADER_NAMES
+            .iter()
+            .map(|name| name.to_ascii_lowercase())
+            .collect()
+    })
 }
 
 /// Python `int(text.strip())` for `Nats-Msg-Size`: optional sign, ASCII

@@ -9,5 +9,5 @@ pub mod canonical;
 pub mod custody;
 pub mod encryption;
 pub mod metadata;
-pub mod subjects;
 pub mod pipeline;
+pub mod subjects;

@@ -62,9 +62,17 @@ pub struct SecurityPipeline {
 impl SecurityPipeline {
     /// Builds the pipeline of a configuration.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let metadata = MetadataPolicy::from_config(&config.message_metadata, &config.security_labels)
-            .map_err(|invalid| anyhow::anyhow!("invalid config at `{}`: {}", invalid.location, invalid.message))?;
-        let verifier = Verifier::from_config(&config.message_authenticity).context("message_authenticity")?;
+        let metadata =
+            MetadataPolicy::from_config(&config.message_metadata, &config.security_labels)
+                .map_err(|invalid| {
+                    anyhow::anyhow!(
+                        "invalid config at `{}`: {}",
+                        invalid.location,
+                        invalid.message
+                    )
+                })?;
+        let verifier =
+            Verifier::from_config(&config.message_authenticity).context("message_authenticity")?;
         let encryptor = Encryptor::from_config(&config.encryption).context("encryption")?;
         let custody = CustodyPolicy::from_config(&config.custody);
         Ok(Self {
@@ -100,7 +108,12 @@ impl SecurityPipeline {
         let received_payload = envelope.payload.clone();
         let mut sealed = false;
         if let Some(encryptor) = &self.encryptor {
-            match encryptor.encrypt(&envelope.subject, &envelope.stream, envelope.stream_sequence, &envelope.payload) {
+            match encryptor.encrypt(
+                &envelope.subject,
+                &envelope.stream,
+                envelope.stream_sequence,
+                &envelope.payload,
+            ) {
                 Ok(Some(ciphertext_envelope)) => {
                     envelope.payload = ciphertext_envelope.into();
                     sealed = true;
@@ -142,7 +155,10 @@ impl SecurityPipeline {
         if !self.verifier.is_enabled() {
             return Ok(());
         }
-        let parse = |text: &Option<String>| text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
+        let parse = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        };
         let security_labels = parse(&envelope.metadata.security_labels);
         let mission_metadata = parse(&envelope.metadata.mission_metadata);
         let message = MessageToVerify {

@@ -27,7 +27,8 @@ impl Endpoint {
         match &grant.url_env {
             Some(variable) => {
                 let url = Zeroizing::new(read_variable(variable)?);
-                Self::from_url(grant.driver, &url).map_err(|message| format!("url_env: the URL in `{variable}` {message}"))
+                Self::from_url(grant.driver, &url)
+                    .map_err(|message| format!("url_env: the URL in `{variable}` {message}"))
             }
             None => {
                 let password = match &grant.password_env {
@@ -55,12 +56,21 @@ impl Endpoint {
             SqlDriver::Oracle => &["oracle"],
         };
         if !expected.contains(&url.scheme()) {
-            return Err(format!("must start with {}:// for the {} driver", expected[0], driver.name()));
+            return Err(format!(
+                "must start with {}:// for the {} driver",
+                expected[0],
+                driver.name()
+            ));
         }
-        let host = url.host_str().filter(|host| !host.is_empty()).ok_or("has no host")?;
+        let host = url
+            .host_str()
+            .filter(|host| !host.is_empty())
+            .ok_or("has no host")?;
         let service = url.path().trim_start_matches('/');
         if service.is_empty() {
-            return Err(String::from("has no database or service name after the host"));
+            return Err(String::from(
+                "has no database or service name after the host",
+            ));
         }
         if url.username().is_empty() {
             return Err(String::from("has no user name"));
@@ -85,8 +95,12 @@ fn read_variable(variable: &str) -> Result<String, String> {
     match std::env::var(variable) {
         Ok(value) if !value.is_empty() => Ok(value),
         Ok(_) => Err(format!("environment variable `{variable}` is empty")),
-        Err(std::env::VarError::NotPresent) => Err(format!("environment variable `{variable}` is not set")),
-        Err(std::env::VarError::NotUnicode(_)) => Err(format!("environment variable `{variable}` is not UTF-8")),
+        Err(std::env::VarError::NotPresent) => {
+            Err(format!("environment variable `{variable}` is not set"))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(format!("environment variable `{variable}` is not UTF-8"))
+        }
     }
 }
 
@@ -96,11 +110,22 @@ mod tests {
 
     #[test]
     fn urls_are_split_and_decoded() {
-        let endpoint = Endpoint::from_url(SqlDriver::Postgres, "postgres://app:p%40ss@db.example:6543/events").expect("url");
-        assert_eq!((endpoint.host.as_str(), endpoint.port), ("db.example", 6543));
-        assert_eq!((endpoint.user.as_str(), endpoint.password.as_str()), ("app", "p@ss"));
+        let endpoint = Endpoint::from_url(
+            SqlDriver::Postgres,
+            "postgres://app:p%40ss@db.example:6543/events",
+        )
+        .expect("url");
+        assert_eq!(
+            (endpoint.host.as_str(), endpoint.port),
+            ("db.example", 6543)
+        );
+        assert_eq!(
+            (endpoint.user.as_str(), endpoint.password.as_str()),
+            ("app", "p@ss")
+        );
         assert_eq!(endpoint.service, "events");
-        let oracle = Endpoint::from_url(SqlDriver::Oracle, "oracle://app:pw@[::1]/FREEPDB1").expect("url");
+        let oracle =
+            Endpoint::from_url(SqlDriver::Oracle, "oracle://app:pw@[::1]/FREEPDB1").expect("url");
         assert_eq!((oracle.host.as_str(), oracle.port), ("::1", 1521));
     }
 

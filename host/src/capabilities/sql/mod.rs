@@ -17,16 +17,20 @@
 
 // A host built with no driver at all compiles, with nothing to dispatch to.
 #![cfg_attr(
-    not(any(feature = "sql-postgres", feature = "sql-mysql", feature = "sql-oracle")),
+    not(any(
+        feature = "sql-postgres",
+        feature = "sql-mysql",
+        feature = "sql-oracle"
+    )),
     allow(unused_variables, unreachable_code, unreachable_patterns, dead_code)
 )]
 
 mod endpoint;
-pub mod policy;
 #[cfg(feature = "sql-mysql")]
 mod mysql;
 #[cfg(feature = "sql-oracle")]
 mod oracle;
+pub mod policy;
 #[cfg(feature = "sql-postgres")]
 mod postgres;
 
@@ -131,7 +135,12 @@ impl SqlError {
 
     /// An error with all fields but the row.
     pub fn new(kind: SqlErrorKind, code: Option<String>, message: impl Into<String>) -> Self {
-        Self { kind, code, row: None, message: message.into() }
+        Self {
+            kind,
+            code,
+            row: None,
+            message: message.into(),
+        }
     }
 
     /// The same error, attributed to row `row` of an `execute-many`.
@@ -239,7 +248,11 @@ impl Capability for Sql {
                     database.driver.name(),
                     database.tables.join(", "),
                     kinds.join(", "),
-                    if database.policy.allows_ddl() { ", DDL allowed" } else { "" },
+                    if database.policy.allows_ddl() {
+                        ", DDL allowed"
+                    } else {
+                        ""
+                    },
                 )
             })
             .collect()
@@ -274,9 +287,16 @@ impl Sql {
     pub async fn columns(&self, connection: &str, table: &str) -> Result<Vec<String>, SqlError> {
         let database = self.database(connection)?;
         if !database.policy.grants_table(table) {
-            return Err(SqlError::refused(format!("table `{table}` is not granted on `{connection}`")));
+            return Err(SqlError::refused(format!(
+                "table `{table}` is not granted on `{connection}`"
+            )));
         }
-        within(database.statement_timeout, "reading the table's columns", database.pool.columns(table)).await
+        within(
+            database.statement_timeout,
+            "reading the table's columns",
+            database.pool.columns(table),
+        )
+        .await
     }
 
     /// Connects to every granted database once (for `sinkhost validate`).
@@ -288,10 +308,18 @@ impl Sql {
                 Ok(mut transaction) => transaction.rollback().await,
                 Err(error) => Err(error),
             };
-            outcomes.push((name.clone(), outcome.map(|_| ()).map_err(|error| SqlError {
-                message: format!("{} database `{}`: {}", database.driver.name(), name, error.message),
-                ..error
-            })));
+            outcomes.push((
+                name.clone(),
+                outcome.map(|_| ()).map_err(|error| SqlError {
+                    message: format!(
+                        "{} database `{}`: {}",
+                        database.driver.name(),
+                        name,
+                        error.message
+                    ),
+                    ..error
+                }),
+            ));
         }
         outcomes
     }
@@ -327,11 +355,13 @@ pub struct Transaction {
 impl Transaction {
     fn open(&mut self) -> Result<&mut Connection, SqlError> {
         if self.finished {
-            return Err(SqlError::refused("the transaction is already committed or rolled back"));
+            return Err(SqlError::refused(
+                "the transaction is already committed or rolled back",
+            ));
         }
-        self.connection
-            .as_mut()
-            .ok_or_else(|| SqlError::transient("the transaction was abandoned after a timeout; start a new one"))
+        self.connection.as_mut().ok_or_else(|| {
+            SqlError::transient("the transaction was abandoned after a timeout; start a new one")
+        })
     }
 
     fn check(&self, statement: &str) -> Result<(), SqlError> {
@@ -339,7 +369,9 @@ impl Transaction {
             .policy
             .check(statement)
             .map(|_| ())
-            .map_err(|refusal| SqlError::refused(format!("sql `{}`: {refusal}", self.database.name)))
+            .map_err(|refusal| {
+                SqlError::refused(format!("sql `{}`: {refusal}", self.database.name))
+            })
     }
 
     /// The outcome of a call that ran under the statement timeout; a
@@ -372,18 +404,27 @@ impl Transaction {
     }
 
     /// Runs one statement once per row of parameters.
-    pub async fn execute_many(&mut self, statement: &str, rows: &[Vec<SqlValue>]) -> Result<u64, SqlError> {
+    pub async fn execute_many(
+        &mut self,
+        statement: &str,
+        rows: &[Vec<SqlValue>],
+    ) -> Result<u64, SqlError> {
         self.check(statement)?;
         if rows.is_empty() {
             return Ok(0);
         }
         let timeout = self.database.statement_timeout;
-        let outcome = tokio::time::timeout(timeout, self.open()?.execute_many(statement, rows)).await;
+        let outcome =
+            tokio::time::timeout(timeout, self.open()?.execute_many(statement, rows)).await;
         self.settle("the statements", outcome)
     }
 
     /// Runs one `SELECT`.
-    pub async fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<SqlRows, SqlError> {
+    pub async fn query(
+        &mut self,
+        statement: &str,
+        params: &[SqlValue],
+    ) -> Result<SqlRows, SqlError> {
         self.check(statement)?;
         let timeout = self.database.statement_timeout;
         let outcome = tokio::time::timeout(timeout, self.open()?.query(statement, params)).await;
@@ -452,7 +493,11 @@ macro_rules! each_driver {
             #[cfg(feature = "sql-oracle")]
             Self::Oracle($pattern) => $body,
             // Built without any driver: no value of these enums exists.
-            #[cfg(not(any(feature = "sql-postgres", feature = "sql-mysql", feature = "sql-oracle")))]
+            #[cfg(not(any(
+                feature = "sql-postgres",
+                feature = "sql-mysql",
+                feature = "sql-oracle"
+            )))]
             _ => unreachable!("no database driver is built in"),
         }
     };
@@ -464,11 +509,23 @@ impl Pool {
         let connect_timeout = Duration::from_millis(grant.connect_timeout_ms);
         match grant.driver {
             #[cfg(feature = "sql-postgres")]
-            SqlDriver::Postgres => Ok(Pool::Postgres(postgres::Pool::new(&endpoint, size, connect_timeout)?)),
+            SqlDriver::Postgres => Ok(Pool::Postgres(postgres::Pool::new(
+                &endpoint,
+                size,
+                connect_timeout,
+            )?)),
             #[cfg(feature = "sql-mysql")]
-            SqlDriver::Mysql => Ok(Pool::Mysql(mysql::Pool::new(&endpoint, size, connect_timeout)?)),
+            SqlDriver::Mysql => Ok(Pool::Mysql(mysql::Pool::new(
+                &endpoint,
+                size,
+                connect_timeout,
+            )?)),
             #[cfg(feature = "sql-oracle")]
-            SqlDriver::Oracle => Ok(Pool::Oracle(Box::new(oracle::Pool::new(&endpoint, size, connect_timeout)?))),
+            SqlDriver::Oracle => Ok(Pool::Oracle(Box::new(oracle::Pool::new(
+                &endpoint,
+                size,
+                connect_timeout,
+            )?))),
             #[allow(unreachable_patterns)]
             driver => Err(format!(
                 "this sinkhost was built without the {} driver (cargo feature `sql-{}`)",
@@ -486,7 +543,11 @@ impl Pool {
             Pool::Mysql(pool) => Connection::Mysql(pool.begin(statement_timeout).await?),
             #[cfg(feature = "sql-oracle")]
             Pool::Oracle(pool) => Connection::Oracle(pool.begin(statement_timeout).await?),
-            #[cfg(not(any(feature = "sql-postgres", feature = "sql-mysql", feature = "sql-oracle")))]
+            #[cfg(not(any(
+                feature = "sql-postgres",
+                feature = "sql-mysql",
+                feature = "sql-oracle"
+            )))]
             _ => {
                 let _ = statement_timeout;
                 unreachable!("no database driver is built in")
@@ -504,7 +565,11 @@ impl Connection {
         each_driver!(self, connection => connection.execute(statement, params).await)
     }
 
-    async fn execute_many(&mut self, statement: &str, rows: &[Vec<SqlValue>]) -> Result<u64, SqlError> {
+    async fn execute_many(
+        &mut self,
+        statement: &str,
+        rows: &[Vec<SqlValue>],
+    ) -> Result<u64, SqlError> {
         each_driver!(self, connection => connection.execute_many(statement, rows).await)
     }
 
@@ -533,7 +598,10 @@ fn catalog_name(driver: SqlDriver, table: &str) -> (Option<String>, String) {
         if let Some(inner) = part
             .strip_prefix('"')
             .and_then(|rest| rest.strip_suffix('"'))
-            .or_else(|| part.strip_prefix('`').and_then(|rest| rest.strip_suffix('`')))
+            .or_else(|| {
+                part.strip_prefix('`')
+                    .and_then(|rest| rest.strip_suffix('`'))
+            })
         {
             return inner.to_string();
         }

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions, MySqlRow,
+};
 use sqlx::pool::PoolConnection;
 // The `Executor` methods return boxed futures: `Query::execute` is generic
 // over the executor and its future cannot be proven `Send` inside wasmtime's
@@ -57,8 +59,13 @@ impl Pool {
         // The host's timeout bounds every call; MySQL and MariaDB disagree on
         // the server-side variable, so none is set here.
         let mut connection = self.0.acquire().await.map_err(classify)?;
-        (&mut *connection).execute("START TRANSACTION").await.map_err(classify)?;
-        Ok(Transaction { connection: Some(connection) })
+        (&mut *connection)
+            .execute("START TRANSACTION")
+            .await
+            .map_err(classify)?;
+        Ok(Transaction {
+            connection: Some(connection),
+        })
     }
 
     /// The table's columns, from `information_schema`.
@@ -71,7 +78,9 @@ impl Pool {
         .bind(schema)
         .bind(name);
         let rows = (&self.0).fetch_all(query).await.map_err(classify)?;
-        rows.iter().map(|row| row.try_get::<String, _>(0).map_err(classify)).collect()
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(classify))
+            .collect()
     }
 }
 
@@ -116,7 +125,11 @@ impl Transaction {
     }
 
     /// Runs one statement per row (prepared once, cached by sqlx).
-    pub async fn execute_many(&mut self, sql: &str, rows: &[Vec<SqlValue>]) -> Result<u64, SqlError> {
+    pub async fn execute_many(
+        &mut self,
+        sql: &str,
+        rows: &[Vec<SqlValue>],
+    ) -> Result<u64, SqlError> {
         let mut affected = 0;
         for (index, row) in rows.iter().enumerate() {
             let query = bind(sqlx::query(sql), row).map_err(|err| err.at_row(index))?;
@@ -133,7 +146,11 @@ impl Transaction {
     /// Runs one query.
     pub async fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<SqlRows, SqlError> {
         let query = bind(sqlx::query(sql), params)?;
-        let rows = self.connection()?.fetch_all(query).await.map_err(classify)?;
+        let rows = self
+            .connection()?
+            .fetch_all(query)
+            .await
+            .map_err(classify)?;
         if rows.len() > MAX_QUERY_ROWS {
             return Err(SqlError::permanent(format!(
                 "the query returned {} rows; at most {MAX_QUERY_ROWS} may be returned",
@@ -142,10 +159,18 @@ impl Transaction {
         }
         let columns = rows
             .first()
-            .map(|row| row.columns().iter().map(|column| column.name().to_string()).collect())
+            .map(|row| {
+                row.columns()
+                    .iter()
+                    .map(|column| column.name().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let values = rows.iter().map(decode_row).collect::<Result<_, _>>()?;
-        Ok(SqlRows { columns, rows: values })
+        Ok(SqlRows {
+            columns,
+            rows: values,
+        })
     }
 
     /// Commits.
@@ -159,7 +184,11 @@ impl Transaction {
     }
 
     async fn finish(&mut self, command: &'static str) -> Result<(), SqlError> {
-        self.connection()?.execute(command).await.map(|_| ()).map_err(classify)
+        self.connection()?
+            .execute(command)
+            .await
+            .map(|_| ())
+            .map_err(classify)
     }
 
     /// Closes the connection instead of returning it to the pool; the server
@@ -172,7 +201,9 @@ impl Transaction {
 }
 
 fn decode_row(row: &MySqlRow) -> Result<Vec<SqlValue>, SqlError> {
-    (0..row.len()).map(|index| decode_cell(row, index)).collect()
+    (0..row.len())
+        .map(|index| decode_cell(row, index))
+        .collect()
 }
 
 fn decode_cell(row: &MySqlRow, index: usize) -> Result<SqlValue, SqlError> {
@@ -190,24 +221,40 @@ fn decode_cell(row: &MySqlRow, index: usize) -> Result<SqlValue, SqlError> {
     let base = type_name.split_whitespace().next().unwrap_or_default();
     let value = match base {
         "BOOLEAN" => SqlValue::Boolean(row.try_get_unchecked::<bool, _>(index).map_err(classify)?),
-        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" if type_name.ends_with("UNSIGNED") => {
+        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR"
+            if type_name.ends_with("UNSIGNED") =>
+        {
             let number = row.try_get_unchecked::<u64, _>(index).map_err(classify)?;
             SqlValue::Integer(i64::try_from(number).map_err(|_| unsupported())?)
         }
         "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
             SqlValue::Integer(row.try_get_unchecked::<i64, _>(index).map_err(classify)?)
         }
-        "FLOAT" => SqlValue::Float(row.try_get_unchecked::<f32, _>(index).map_err(classify)?.into()),
+        "FLOAT" => SqlValue::Float(
+            row.try_get_unchecked::<f32, _>(index)
+                .map_err(classify)?
+                .into(),
+        ),
         "DOUBLE" => SqlValue::Float(row.try_get_unchecked::<f64, _>(index).map_err(classify)?),
-        "JSON" => SqlValue::Json(row.try_get_unchecked::<String, _>(index).map_err(classify)?),
-        "CHAR" | "VARCHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" | "DECIMAL" => {
-            SqlValue::Text(row.try_get_unchecked::<String, _>(index).map_err(classify)?)
-        }
+        "JSON" => SqlValue::Json(
+            row.try_get_unchecked::<String, _>(index)
+                .map_err(classify)?,
+        ),
+        "CHAR" | "VARCHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET"
+        | "DECIMAL" => SqlValue::Text(
+            row.try_get_unchecked::<String, _>(index)
+                .map_err(classify)?,
+        ),
         "BINARY" | "VARBINARY" | "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BIT" => {
-            SqlValue::Bytes(row.try_get_unchecked::<Vec<u8>, _>(index).map_err(classify)?)
+            SqlValue::Bytes(
+                row.try_get_unchecked::<Vec<u8>, _>(index)
+                    .map_err(classify)?,
+            )
         }
         "DATETIME" | "TIMESTAMP" => {
-            let time = row.try_get_unchecked::<time::PrimitiveDateTime, _>(index).map_err(classify)?;
+            let time = row
+                .try_get_unchecked::<time::PrimitiveDateTime, _>(index)
+                .map_err(classify)?;
             let nanos = time.assume_utc().unix_timestamp_nanos();
             SqlValue::Timestamp(i64::try_from(nanos).map_err(|_| unsupported())?)
         }
@@ -225,7 +272,9 @@ fn classify(error: sqlx::Error) -> SqlError {
             };
             let number = mysql.number();
             let state = mysql.code().unwrap_or_default();
-            let transient = TRANSIENT_ERRORS.contains(&number) || state.starts_with("08") || state.starts_with("40");
+            let transient = TRANSIENT_ERRORS.contains(&number)
+                || state.starts_with("08")
+                || state.starts_with("40");
             let kind = if transient {
                 SqlErrorKind::Transient
             } else if STATEMENT_ERRORS.contains(&number) || state.starts_with("42") {
@@ -233,7 +282,11 @@ fn classify(error: sqlx::Error) -> SqlError {
             } else {
                 SqlErrorKind::Permanent
             };
-            SqlError::new(kind, Some(number.to_string()), format!("MySQL {number} ({state}): {}", mysql.message()))
+            SqlError::new(
+                kind,
+                Some(number.to_string()),
+                format!("MySQL {number} ({state}): {}", mysql.message()),
+            )
         }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

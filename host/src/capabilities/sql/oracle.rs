@@ -22,7 +22,8 @@ use crate::config::SqlDriver;
 /// (3113, 3114, 3135), can't serialise (8177), TNS failures (12170, 12514,
 /// 12528, 12537, 12541, 12543), failover (25408).
 const TRANSIENT_ERRORS: &[usize] = &[
-    51, 54, 60, 1013, 1033, 1034, 1089, 1090, 3113, 3114, 3135, 8177, 12170, 12514, 12528, 12537, 12541, 12543, 25408,
+    51, 54, 60, 1013, 1033, 1034, 1089, 1090, 3113, 3114, 3135, 8177, 12170, 12514, 12528, 12537,
+    12541, 12543, 25408,
 ];
 
 /// `ORA-` codes that mean the statement is wrong: the parse errors
@@ -41,7 +42,12 @@ pub struct Pool {
 impl Pool {
     /// A pool of `size` connections to `endpoint`; connects nothing yet.
     pub fn new(endpoint: &Endpoint, size: u32, _connect_timeout: Duration) -> Result<Self, String> {
-        let connect_string = format!("{}:{}/{}", bracket_ipv6(&endpoint.host), endpoint.port, endpoint.service);
+        let connect_string = format!(
+            "{}:{}/{}",
+            bracket_ipv6(&endpoint.host),
+            endpoint.port,
+            endpoint.service
+        );
         let config = oracledb::PoolConfig::default()
             .set_credentials(&endpoint.user, &endpoint.password)
             .set_connect_string(&connect_string)
@@ -52,7 +58,10 @@ impl Pool {
             // Checks an idle connection before reuse, so a restarted
             // database costs one failed batch at most.
             .set_ping_interval(Some(Duration::from_secs(0)));
-        Ok(Self { config, pool: Arc::new(OnceLock::new()) })
+        Ok(Self {
+            config,
+            pool: Arc::new(OnceLock::new()),
+        })
     }
 
     async fn connection(&self) -> Result<oracledb::Connection, SqlError> {
@@ -63,7 +72,9 @@ impl Pool {
                 let pool = oracledb::create_pool(config).map_err(classify)?;
                 let _ = cell.set(pool);
             }
-            let pool = cell.get().ok_or_else(|| SqlError::transient("the Oracle pool is not available"))?;
+            let pool = cell
+                .get()
+                .ok_or_else(|| SqlError::transient("the Oracle pool is not available"))?;
             pool.acquire().map_err(classify)
         })
         .await
@@ -72,7 +83,9 @@ impl Pool {
     /// Takes a connection; Oracle starts the transaction with the first
     /// statement and never commits unless told to.
     pub async fn begin(&self, _statement_timeout: Duration) -> Result<Transaction, SqlError> {
-        Ok(Transaction { connection: Some(self.connection().await?) })
+        Ok(Transaction {
+            connection: Some(self.connection().await?),
+        })
     }
 
     /// The table's columns, from `ALL_TAB_COLUMNS`.
@@ -107,10 +120,16 @@ fn bracket_ipv6(host: &str) -> String {
 }
 
 /// Runs a blocking driver call on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(call: impl FnOnce() -> Result<T, SqlError> + Send + 'static) -> Result<T, SqlError> {
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, SqlError> + Send + 'static,
+) -> Result<T, SqlError> {
     tokio::task::spawn_blocking(call)
         .await
-        .unwrap_or_else(|err| Err(SqlError::transient(format!("the Oracle driver call failed: {err}"))))
+        .unwrap_or_else(|err| {
+            Err(SqlError::transient(format!(
+                "the Oracle driver call failed: {err}"
+            )))
+        })
 }
 
 /// An open transaction.
@@ -124,7 +143,10 @@ impl Transaction {
         &mut self,
         call: impl FnOnce(&oracledb::Connection) -> Result<T, SqlError> + Send + 'static,
     ) -> Result<T, SqlError> {
-        let connection = self.connection.take().ok_or_else(|| SqlError::transient("the connection is closed"))?;
+        let connection = self
+            .connection
+            .take()
+            .ok_or_else(|| SqlError::transient("the connection is closed"))?;
         let (connection, outcome) = tokio::task::spawn_blocking(move || {
             let outcome = call(&connection);
             (connection, outcome)
@@ -140,14 +162,24 @@ impl Transaction {
         let sql = sql.to_string();
         let params = bind_values(params)?;
         self.with_connection(move |connection| {
-            let refs: Vec<&dyn ToDbValue> = params.iter().map(|value| value.as_ref() as &dyn ToDbValue).collect();
-            connection.execute(&sql, &refs).map(|done| done.rows_affected()).map_err(classify)
+            let refs: Vec<&dyn ToDbValue> = params
+                .iter()
+                .map(|value| value.as_ref() as &dyn ToDbValue)
+                .collect();
+            connection
+                .execute(&sql, &refs)
+                .map(|done| done.rows_affected())
+                .map_err(classify)
         })
         .await
     }
 
     /// Runs one statement for every row with array binding.
-    pub async fn execute_many(&mut self, sql: &str, rows: &[Vec<SqlValue>]) -> Result<u64, SqlError> {
+    pub async fn execute_many(
+        &mut self,
+        sql: &str,
+        rows: &[Vec<SqlValue>],
+    ) -> Result<u64, SqlError> {
         let sql = sql.to_string();
         let rows = rows
             .iter()
@@ -155,9 +187,16 @@ impl Transaction {
             .map(|(index, row)| bind_values(row).map_err(|err| err.at_row(index)))
             .collect::<Result<Vec<_>, _>>()?;
         self.with_connection(move |connection| {
-            let row_refs: Vec<Vec<&dyn ToDbValue>> =
-                rows.iter().map(|row| row.iter().map(|value| value.as_ref() as &dyn ToDbValue).collect()).collect();
-            let slices: Vec<&[&dyn ToDbValue]> = row_refs.iter().map(|row| row.as_slice()).collect();
+            let row_refs: Vec<Vec<&dyn ToDbValue>> = rows
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|value| value.as_ref() as &dyn ToDbValue)
+                        .collect()
+                })
+                .collect();
+            let slices: Vec<&[&dyn ToDbValue]> =
+                row_refs.iter().map(|row| row.as_slice()).collect();
             match connection.execute_batch(&sql, slices.as_slice()) {
                 Ok(done) => Ok(done.rows_affected()),
                 Err(batch_error) => {
@@ -184,14 +223,23 @@ impl Transaction {
         let sql = sql.to_string();
         let params = bind_values(params)?;
         self.with_connection(move |connection| {
-            let refs: Vec<&dyn ToDbValue> = params.iter().map(|value| value.as_ref() as &dyn ToDbValue).collect();
+            let refs: Vec<&dyn ToDbValue> = params
+                .iter()
+                .map(|value| value.as_ref() as &dyn ToDbValue)
+                .collect();
             let cursor = connection.query(&sql, &refs).map_err(classify)?;
-            let columns: Vec<String> = cursor.columns().iter().map(|column| column.name().to_string()).collect();
+            let columns: Vec<String> = cursor
+                .columns()
+                .iter()
+                .map(|column| column.name().to_string())
+                .collect();
             let mut rows = Vec::new();
             for row in cursor {
                 let row = row.map_err(classify)?;
                 if rows.len() == MAX_QUERY_ROWS {
-                    return Err(SqlError::permanent(format!("the query returned more than {MAX_QUERY_ROWS} rows")));
+                    return Err(SqlError::permanent(format!(
+                        "the query returned more than {MAX_QUERY_ROWS} rows"
+                    )));
                 }
                 rows.push(decode_row(&row)?);
             }
@@ -202,12 +250,14 @@ impl Transaction {
 
     /// Commits.
     pub async fn commit(&mut self) -> Result<(), SqlError> {
-        self.with_connection(|connection| connection.commit().map_err(classify)).await
+        self.with_connection(|connection| connection.commit().map_err(classify))
+            .await
     }
 
     /// Rolls back.
     pub async fn rollback(&mut self) -> Result<(), SqlError> {
-        self.with_connection(|connection| connection.rollback().map_err(classify)).await
+        self.with_connection(|connection| connection.rollback().map_err(classify))
+            .await
     }
 
     /// Gives the connection up without committing: the driver rolls back
@@ -252,15 +302,25 @@ fn decode_row(row: &oracledb::Row) -> Result<Vec<SqlValue>, SqlError> {
         let db_type: &DbType = column.db_type();
         let is = |other: &DbType| db_type == other;
         let cell = if is(oracledb::DB_TYPE_RAW) || is(oracledb::DB_TYPE_BLOB) {
-            row.get::<Option<Vec<u8>>>(index).map_err(classify)?.map(SqlValue::Bytes)
+            row.get::<Option<Vec<u8>>>(index)
+                .map_err(classify)?
+                .map(SqlValue::Bytes)
         } else if is(oracledb::DB_TYPE_BINARY_DOUBLE) || is(oracledb::DB_TYPE_BINARY_FLOAT) {
-            row.get::<Option<f64>>(index).map_err(classify)?.map(SqlValue::Float)
+            row.get::<Option<f64>>(index)
+                .map_err(classify)?
+                .map(SqlValue::Float)
         } else if is(oracledb::DB_TYPE_NUMBER) && column.scale() == 0 {
-            row.get::<Option<i64>>(index).map_err(classify)?.map(SqlValue::Integer)
+            row.get::<Option<i64>>(index)
+                .map_err(classify)?
+                .map(SqlValue::Integer)
         } else if is(oracledb::DB_TYPE_NUMBER) {
-            row.get::<Option<f64>>(index).map_err(classify)?.map(SqlValue::Float)
+            row.get::<Option<f64>>(index)
+                .map_err(classify)?
+                .map(SqlValue::Float)
         } else {
-            row.get::<Option<String>>(index).map_err(classify)?.map(SqlValue::Text)
+            row.get::<Option<String>>(index)
+                .map_err(classify)?
+                .map(SqlValue::Text)
         };
         cells.push(cell.unwrap_or(SqlValue::Null));
     }
@@ -279,7 +339,11 @@ fn classify(error: oracledb::Error) -> SqlError {
             } else {
                 SqlErrorKind::Permanent
             };
-            SqlError::new(kind, Some(format!("ORA-{code:05}")), format!("Oracle: {}", db.message()))
+            SqlError::new(
+                kind,
+                Some(format!("ORA-{code:05}")),
+                format!("Oracle: {}", db.message()),
+            )
         }
         ErrorKind::DeadConnection
         | ErrorKind::NotConnected
@@ -314,7 +378,9 @@ mod tests {
 
     #[test]
     fn pools_are_built_without_connecting() {
-        let endpoint = Endpoint::from_url(SqlDriver::Oracle, "oracle://app:pw@127.0.0.1:1/FREEPDB1").expect("url");
+        let endpoint =
+            Endpoint::from_url(SqlDriver::Oracle, "oracle://app:pw@127.0.0.1:1/FREEPDB1")
+                .expect("url");
         Pool::new(&endpoint, 2, Duration::from_secs(1)).expect("lazy pool");
     }
 }

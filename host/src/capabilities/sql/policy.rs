@@ -10,7 +10,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
-use sqlparser::ast::{visit_expressions, visit_relations, visit_statements, Expr, ObjectName, ObjectNamePart, SetExpr, Statement};
+use sqlparser::ast::{
+    visit_expressions, visit_relations, visit_statements, Expr, ObjectName, ObjectNamePart,
+    SetExpr, Statement,
+};
 use sqlparser::dialect::{Dialect, MySqlDialect, OracleDialect, PostgreSqlDialect};
 use sqlparser::parser::Parser;
 
@@ -22,25 +25,78 @@ use crate::config::{SqlDriver, SqlGrant, StatementKind};
 /// compare case-insensitively.
 pub const ALLOWED_FUNCTIONS: &[&str] = &[
     // conditionals and comparisons
-    "coalesce", "nullif", "greatest", "least", "nvl", "ifnull", "if",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "nvl",
+    "ifnull",
+    "if",
     // text
-    "lower", "upper", "length", "char_length", "substr", "substring", "trim", "ltrim", "rtrim",
-    "concat", "replace", "left", "right", "lpad", "rpad",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "substr",
+    "substring",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "concat",
+    "replace",
+    "left",
+    "right",
+    "lpad",
+    "rpad",
     // numbers
-    "abs", "round", "floor", "ceil", "ceiling", "mod",
+    "abs",
+    "round",
+    "floor",
+    "ceil",
+    "ceiling",
+    "mod",
     // time
-    "now", "current_timestamp", "localtimestamp", "systimestamp", "sys_extract_utc", "utc_timestamp",
-    "to_timestamp", "to_timestamp_tz", "from_unixtime", "to_char", "to_date", "date_trunc",
-    "numtodsinterval", "from_tz",
+    "now",
+    "current_timestamp",
+    "localtimestamp",
+    "systimestamp",
+    "sys_extract_utc",
+    "utc_timestamp",
+    "to_timestamp",
+    "to_timestamp_tz",
+    "from_unixtime",
+    "to_char",
+    "to_date",
+    "date_trunc",
+    "numtodsinterval",
+    "from_tz",
     // JSON
-    "json_value", "json_query", "json_extract", "json_object", "json_array", "json_build_object",
-    "to_json", "to_jsonb", "jsonb_build_object", "json", "json_serialize", "json_unquote",
+    "json_value",
+    "json_query",
+    "json_extract",
+    "json_object",
+    "json_array",
+    "json_build_object",
+    "to_json",
+    "to_jsonb",
+    "jsonb_build_object",
+    "json",
+    "json_serialize",
+    "json_unquote",
     // aggregates
-    "count", "sum", "min", "max", "avg",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
     // MySQL `ON DUPLICATE KEY UPDATE c = VALUES(c)`
     "values",
     // conversions
-    "cast", "to_number", "hextoraw", "rawtohex", "utl_raw.cast_to_raw",
+    "cast",
+    "to_number",
+    "hextoraw",
+    "rawtohex",
+    "utl_raw.cast_to_raw",
 ];
 
 /// Statements remembered as accepted, per grant. A sink sends the same few
@@ -84,7 +140,11 @@ impl StatementPolicy {
         let driver = grant.driver;
         Self {
             driver,
-            tables: grant.tables.iter().map(|table| normalise_written_name(driver, table)).collect(),
+            tables: grant
+                .tables
+                .iter()
+                .map(|table| normalise_written_name(driver, table))
+                .collect(),
             kinds: grant.statements.iter().map(|kind| kind.keyword()).collect(),
             allow_ddl: grant.allow_ddl,
             accepted: Arc::default(),
@@ -103,12 +163,18 @@ impl StatementPolicy {
 
     /// Whether `table` (as a plugin wrote it) is one of the granted tables.
     pub fn grants_table(&self, table: &str) -> bool {
-        self.tables.contains(&normalise_written_name(self.driver, table))
+        self.tables
+            .contains(&normalise_written_name(self.driver, table))
     }
 
     /// Checks one statement (remembered once accepted).
     pub fn check(&self, sql: &str) -> Result<CheckedStatement, Refusal> {
-        if let Some(checked) = self.accepted.lock().ok().and_then(|accepted| accepted.get(sql).cloned()) {
+        if let Some(checked) = self
+            .accepted
+            .lock()
+            .ok()
+            .and_then(|accepted| accepted.get(sql).cloned())
+        {
             return Ok(checked);
         }
         let checked = self.parse_and_check(sql)?;
@@ -123,8 +189,12 @@ impl StatementPolicy {
 
     fn parse_and_check(&self, sql: &str) -> Result<CheckedStatement, Refusal> {
         let dialect = dialect(self.driver);
-        let statements = Parser::parse_sql(dialect.as_ref(), sql)
-            .map_err(|err| Refusal(format!("the statement does not parse as {} SQL: {err}", self.driver.name())))?;
+        let statements = Parser::parse_sql(dialect.as_ref(), sql).map_err(|err| {
+            Refusal(format!(
+                "the statement does not parse as {} SQL: {err}",
+                self.driver.name()
+            ))
+        })?;
         let statement = match statements.as_slice() {
             [one] => one,
             [] => return Err(Refusal("no statement given".into())),
@@ -166,9 +236,12 @@ impl StatementPolicy {
             ))),
             Class::Ddl if self.allow_ddl => Ok(None),
             Class::Ddl => Err(Refusal(
-                "schema changes (DDL) are not granted; set allow_ddl in the grant to allow them".into(),
+                "schema changes (DDL) are not granted; set allow_ddl in the grant to allow them"
+                    .into(),
             )),
-            Class::Other(name) => Err(Refusal(format!("{name} statements are never granted to plugins"))),
+            Class::Other(name) => Err(Refusal(format!(
+                "{name} statements are never granted to plugins"
+            ))),
         }
     }
 
@@ -228,7 +301,9 @@ fn statement_class(statement: &Statement) -> Class {
         | Statement::Drop { .. }
         | Statement::Truncate(_)
         | Statement::Comment { .. } => Class::Ddl,
-        Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => {
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. } => {
             Class::Other("transaction control (use the transaction's commit and rollback)")
         }
         Statement::Set(_) => Class::Other("SET"),
@@ -267,7 +342,9 @@ fn check_no_select_into(statement: &Statement) -> Result<(), Refusal> {
         match body {
             SetExpr::Select(select) => select.into.is_some(),
             SetExpr::Query(query) => body_has_into(&query.body),
-            SetExpr::SetOperation { left, right, .. } => body_has_into(left) || body_has_into(right),
+            SetExpr::SetOperation { left, right, .. } => {
+                body_has_into(left) || body_has_into(right)
+            }
             _ => false,
         }
     }
@@ -311,7 +388,9 @@ fn normalise_written_name(driver: SqlDriver, name: &str) -> Vec<String> {
         .map(|part| {
             let trimmed = part.trim();
             let quoted = ['"', '`'].iter().find_map(|quote| {
-                trimmed.strip_prefix(*quote).and_then(|rest| rest.strip_suffix(*quote))
+                trimmed
+                    .strip_prefix(*quote)
+                    .and_then(|rest| rest.strip_suffix(*quote))
             });
             match quoted {
                 Some(inner) => inner.to_string(),
@@ -325,7 +404,12 @@ fn normalise_written_name(driver: SqlDriver, name: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn policy(driver: &str, tables: &[&str], statements: &[&str], allow_ddl: bool) -> StatementPolicy {
+    fn policy(
+        driver: &str,
+        tables: &[&str],
+        statements: &[&str],
+        allow_ddl: bool,
+    ) -> StatementPolicy {
         let grant: SqlGrant = serde_json::from_value(serde_json::json!({
             "name": "events", "driver": driver, "url_env": "URL",
             "tables": tables, "statements": statements, "allow_ddl": allow_ddl,
@@ -343,13 +427,18 @@ mod tests {
         let pg = policy("postgres", &["nats_events"], &["insert", "select"], false);
         pg.check("INSERT INTO nats_events (stream_name, stream_sequence, payload) VALUES ($1, $2, $3) ON CONFLICT (stream_name, stream_sequence) DO NOTHING")
             .expect("pg insert");
-        pg.check("INSERT INTO NATS_EVENTS (a) VALUES ($1) ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b")
-            .expect("unquoted names fold to lower case");
-        pg.check("SELECT count(*) FROM nats_events WHERE stream_name = $1").expect("pg select");
+        pg.check(
+            "INSERT INTO NATS_EVENTS (a) VALUES ($1) ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b",
+        )
+        .expect("unquoted names fold to lower case");
+        pg.check("SELECT count(*) FROM nats_events WHERE stream_name = $1")
+            .expect("pg select");
 
         let my = policy("mysql", &["nats_events"], &["insert"], false);
-        my.check("INSERT INTO nats_events (a, b) VALUES (?, ?) ON DUPLICATE KEY UPDATE b = VALUES(b)")
-            .expect("mysql upsert");
+        my.check(
+            "INSERT INTO nats_events (a, b) VALUES (?, ?) ON DUPLICATE KEY UPDATE b = VALUES(b)",
+        )
+        .expect("mysql upsert");
         assert!(refused(&my, "INSERT INTO NATS_EVENTS (a) VALUES (?)").contains("not granted"));
 
         let ora = policy("oracle", &["NATS_EVENTS"], &["merge"], false);
@@ -363,11 +452,28 @@ mod tests {
 
     #[test]
     fn another_table_is_refused_wherever_it_appears() {
-        let pg = policy("postgres", &["nats_events"], &["insert", "select", "update"], false);
-        assert!(refused(&pg, "INSERT INTO users (a) VALUES ($1)").contains("`users` is not granted"));
-        assert!(refused(&pg, "SELECT * FROM nats_events WHERE a IN (SELECT a FROM secrets)").contains("secrets"));
-        assert!(refused(&pg, "INSERT INTO nats_events SELECT * FROM pg_shadow").contains("pg_shadow"));
-        assert!(refused(&pg, "UPDATE nats_events SET a = 1 FROM accounts WHERE accounts.id = 1").contains("accounts"));
+        let pg = policy(
+            "postgres",
+            &["nats_events"],
+            &["insert", "select", "update"],
+            false,
+        );
+        assert!(
+            refused(&pg, "INSERT INTO users (a) VALUES ($1)").contains("`users` is not granted")
+        );
+        assert!(refused(
+            &pg,
+            "SELECT * FROM nats_events WHERE a IN (SELECT a FROM secrets)"
+        )
+        .contains("secrets"));
+        assert!(
+            refused(&pg, "INSERT INTO nats_events SELECT * FROM pg_shadow").contains("pg_shadow")
+        );
+        assert!(refused(
+            &pg,
+            "UPDATE nats_events SET a = 1 FROM accounts WHERE accounts.id = 1"
+        )
+        .contains("accounts"));
         assert!(refused(&pg, "SELECT * FROM public.nats_events").contains("not granted"));
         assert!(refused(&pg, "SELECT * FROM \"NATS_EVENTS\"").contains("not granted"));
         assert!(refused(&pg, "WITH x AS (SELECT * FROM other) SELECT * FROM x").contains("other"));
@@ -376,19 +482,29 @@ mod tests {
     #[test]
     fn kinds_ddl_and_multiple_statements_are_refused() {
         let pg = policy("postgres", &["nats_events"], &["insert"], false);
-        assert!(refused(&pg, "DELETE FROM nats_events").contains("DELETE statements are not granted"));
-        assert!(refused(&pg, "SELECT 1 FROM nats_events").contains("SELECT statements are not granted"));
+        assert!(
+            refused(&pg, "DELETE FROM nats_events").contains("DELETE statements are not granted")
+        );
+        assert!(
+            refused(&pg, "SELECT 1 FROM nats_events").contains("SELECT statements are not granted")
+        );
         assert!(refused(&pg, "DROP TABLE nats_events").contains("DDL"));
         assert!(refused(&pg, "CREATE TABLE nats_events (a int)").contains("DDL"));
         assert!(refused(&pg, "TRUNCATE nats_events").contains("DDL"));
-        assert!(refused(&pg, "INSERT INTO nats_events (a) VALUES ($1); DROP TABLE nats_events").contains("2 statements"));
+        assert!(refused(
+            &pg,
+            "INSERT INTO nats_events (a) VALUES ($1); DROP TABLE nats_events"
+        )
+        .contains("2 statements"));
         assert!(refused(&pg, "COMMIT").contains("transaction control"));
         assert!(refused(&pg, "SET statement_timeout = 0").contains("SET"));
         assert!(refused(&pg, "COPY nats_events FROM '/etc/passwd'").contains("never granted"));
         assert!(refused(&pg, "").contains("no statement"));
         assert!(refused(&pg, "INSERT INTO").contains("does not parse"));
         let with_ddl = policy("postgres", &["nats_events"], &["insert"], true);
-        with_ddl.check("CREATE TABLE nats_events (a int)").expect("ddl granted");
+        with_ddl
+            .check("CREATE TABLE nats_events (a int)")
+            .expect("ddl granted");
         assert!(refused(&with_ddl, "CREATE TABLE other (a int)").contains("other"));
     }
 
@@ -396,13 +512,19 @@ mod tests {
     fn dangerous_functions_and_select_into_are_refused() {
         let pg = policy("postgres", &["nats_events"], &["insert", "select"], false);
         assert!(refused(&pg, "SELECT pg_read_file('/etc/passwd')").contains("pg_read_file"));
-        assert!(refused(&pg, "INSERT INTO nats_events (a) VALUES (pg_sleep(100))").contains("pg_sleep"));
+        assert!(
+            refused(&pg, "INSERT INTO nats_events (a) VALUES (pg_sleep(100))").contains("pg_sleep")
+        );
         assert!(refused(&pg, "SELECT * INTO copy_of FROM nats_events").contains("INTO"));
-        pg.check("SELECT COALESCE(max(stream_sequence), 0) FROM nats_events").expect("harmless functions");
+        pg.check("SELECT COALESCE(max(stream_sequence), 0) FROM nats_events")
+            .expect("harmless functions");
         let my = policy("mysql", &["nats_events"], &["select"], false);
         assert!(refused(&my, "SELECT LOAD_FILE('/etc/passwd')").contains("LOAD_FILE"));
         let outfile = refused(&my, "SELECT a FROM nats_events INTO OUTFILE '/tmp/x'");
-        assert!(outfile.contains("INTO") || outfile.contains("does not parse"), "{outfile}");
+        assert!(
+            outfile.contains("INTO") || outfile.contains("does not parse"),
+            "{outfile}"
+        );
     }
 
     #[test]
@@ -422,9 +544,13 @@ mod tests {
         pg.check(good).expect("accepted");
         pg.check(good).expect("remembered");
         assert!(pg.check("DELETE FROM nats_events").is_err());
-        assert!(pg.check("DELETE FROM nats_events").is_err(), "a refusal is checked again, never remembered");
+        assert!(
+            pg.check("DELETE FROM nats_events").is_err(),
+            "a refusal is checked again, never remembered"
+        );
         for n in 0..(MAX_REMEMBERED_STATEMENTS * 2) {
-            pg.check(&format!("INSERT INTO nats_events (a) VALUES ({n})")).expect("accepted");
+            pg.check(&format!("INSERT INTO nats_events (a) VALUES ({n})"))
+                .expect("accepted");
         }
         assert!(pg.accepted.lock().expect("lock").len() <= MAX_REMEMBERED_STATEMENTS);
     }

@@ -39,9 +39,13 @@ impl Pool {
             .password(endpoint.password.as_bytes())
             .application_name("sinkhost")
             .connect_timeout(connect_timeout);
-        let manager = Manager::from_config(config, NoTls, ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
-        });
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
         let pool = deadpool_postgres::Pool::builder(manager)
             .max_size(size as usize)
             .wait_timeout(Some(connect_timeout))
@@ -57,9 +61,14 @@ impl Pool {
     /// statement timeout set.
     pub async fn begin(&self, statement_timeout: Duration) -> Result<Transaction, SqlError> {
         let client = self.connection().await?;
-        let begin = format!("BEGIN; SET LOCAL statement_timeout = {}", statement_timeout.as_millis());
+        let begin = format!(
+            "BEGIN; SET LOCAL statement_timeout = {}",
+            statement_timeout.as_millis()
+        );
         client.batch_execute(&begin).await.map_err(classify)?;
-        Ok(Transaction { client: Some(client) })
+        Ok(Transaction {
+            client: Some(client),
+        })
     }
 
     async fn connection(&self) -> Result<Object, SqlError> {
@@ -82,7 +91,9 @@ impl Pool {
             )
             .await
             .map_err(classify)?;
-        rows.iter().map(|row| row.try_get::<_, String>(0).map_err(classify)).collect()
+        rows.iter()
+            .map(|row| row.try_get::<_, String>(0).map_err(classify))
+            .collect()
     }
 }
 
@@ -93,19 +104,28 @@ pub struct Transaction {
 
 impl Transaction {
     fn client(&self) -> Result<&Object, SqlError> {
-        self.client.as_ref().ok_or_else(|| SqlError::transient("the connection is closed"))
+        self.client
+            .as_ref()
+            .ok_or_else(|| SqlError::transient("the connection is closed"))
     }
 
     /// Runs one statement.
     pub async fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
         let client = self.client()?;
         let statement = client.prepare_cached(sql).await.map_err(classify)?;
-        client.execute_raw(&statement, params.iter().map(Param)).await.map_err(classify)
+        client
+            .execute_raw(&statement, params.iter().map(Param))
+            .await
+            .map_err(classify)
     }
 
     /// Runs one statement per row, prepared once, pipelined in one
     /// transaction.
-    pub async fn execute_many(&mut self, sql: &str, rows: &[Vec<SqlValue>]) -> Result<u64, SqlError> {
+    pub async fn execute_many(
+        &mut self,
+        sql: &str,
+        rows: &[Vec<SqlValue>],
+    ) -> Result<u64, SqlError> {
         let client = self.client()?;
         let statement = client.prepare_cached(sql).await.map_err(classify)?;
         let mut affected = 0;
@@ -123,15 +143,25 @@ impl Transaction {
         let client = self.client()?;
         let statement = client.prepare_cached(sql).await.map_err(classify)?;
         let refs: Vec<Param<'_>> = params.iter().map(Param).collect();
-        let dyn_refs: Vec<&(dyn ToSql + Sync)> = refs.iter().map(|param| param as &(dyn ToSql + Sync)).collect();
-        let rows = client.query(&statement, &dyn_refs).await.map_err(classify)?;
+        let dyn_refs: Vec<&(dyn ToSql + Sync)> = refs
+            .iter()
+            .map(|param| param as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client
+            .query(&statement, &dyn_refs)
+            .await
+            .map_err(classify)?;
         if rows.len() > MAX_QUERY_ROWS {
             return Err(SqlError::permanent(format!(
                 "the query returned {} rows; at most {MAX_QUERY_ROWS} may be returned",
                 rows.len()
             )));
         }
-        let columns = statement.columns().iter().map(|column| column.name().to_string()).collect();
+        let columns = statement
+            .columns()
+            .iter()
+            .map(|column| column.name().to_string())
+            .collect();
         let mut values = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut cells = Vec::with_capacity(row.len());
@@ -140,7 +170,10 @@ impl Transaction {
             }
             values.push(cells);
         }
-        Ok(SqlRows { columns, rows: values })
+        Ok(SqlRows {
+            columns,
+            rows: values,
+        })
     }
 
     /// Commits.
@@ -154,7 +187,10 @@ impl Transaction {
     }
 
     async fn finish(&mut self, command: &str) -> Result<(), SqlError> {
-        self.client()?.batch_execute(command).await.map_err(classify)
+        self.client()?
+            .batch_execute(command)
+            .await
+            .map_err(classify)
     }
 
     /// Closes the connection instead of returning it to the pool; the server
@@ -185,7 +221,10 @@ impl StdError for BindError {}
 type BoxError = Box<dyn StdError + Sync + Send>;
 
 fn mismatch(value: &SqlValue, ty: &Type) -> BoxError {
-    Box::new(BindError(format!("a {} value cannot be bound to a parameter of type {ty}", value.kind_name())))
+    Box::new(BindError(format!(
+        "a {} value cannot be bound to a parameter of type {ty}",
+        value.kind_name()
+    )))
 }
 
 impl ToSql for Param<'_> {
@@ -195,12 +234,18 @@ impl ToSql for Param<'_> {
             SqlValue::Null => Ok(IsNull::Yes),
             SqlValue::Boolean(flag) if *ty == Type::BOOL => flag.to_sql(ty, out),
             SqlValue::Integer(number) => match *ty {
-                Type::INT2 => i16::try_from(*number).map_err(|_| out_of_range(value, ty))?.to_sql(ty, out),
-                Type::INT4 => i32::try_from(*number).map_err(|_| out_of_range(value, ty))?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*number)
+                    .map_err(|_| out_of_range(value, ty))?
+                    .to_sql(ty, out),
+                Type::INT4 => i32::try_from(*number)
+                    .map_err(|_| out_of_range(value, ty))?
+                    .to_sql(ty, out),
                 Type::INT8 => number.to_sql(ty, out),
                 Type::FLOAT4 => (*number as f32).to_sql(ty, out),
                 Type::FLOAT8 => (*number as f64).to_sql(ty, out),
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR => number.to_string().as_str().to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR => {
+                    number.to_string().as_str().to_sql(ty, out)
+                }
                 _ => Err(mismatch(value, ty)),
             },
             SqlValue::Float(number) => match *ty {
@@ -209,7 +254,9 @@ impl ToSql for Param<'_> {
                 _ => Err(mismatch(value, ty)),
             },
             SqlValue::Text(text) | SqlValue::Json(text) => match *ty {
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => text.as_str().to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    text.as_str().to_sql(ty, out)
+                }
                 Type::JSON => {
                     out.put_slice(text.as_bytes());
                     Ok(IsNull::No)
@@ -240,7 +287,10 @@ impl ToSql for Param<'_> {
 }
 
 fn out_of_range(value: &SqlValue, ty: &Type) -> BoxError {
-    Box::new(BindError(format!("a {} value is out of range for a parameter of type {ty}", value.kind_name())))
+    Box::new(BindError(format!(
+        "a {} value is out of range for a parameter of type {ty}",
+        value.kind_name()
+    )))
 }
 
 /// One cell of a result row, decoded by its column type.
@@ -255,13 +305,21 @@ impl<'a> FromSql<'a> for Cell {
             Type::INT8 => SqlValue::Integer(i64::from_sql(ty, raw)?),
             Type::FLOAT4 => SqlValue::Float(f32::from_sql(ty, raw)?.into()),
             Type::FLOAT8 => SqlValue::Float(f64::from_sql(ty, raw)?),
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => SqlValue::Text(String::from_sql(ty, raw)?),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                SqlValue::Text(String::from_sql(ty, raw)?)
+            }
             Type::JSON => SqlValue::Json(std::str::from_utf8(raw)?.to_string()),
-            Type::JSONB => SqlValue::Json(std::str::from_utf8(raw.get(1..).unwrap_or_default())?.to_string()),
+            Type::JSONB => {
+                SqlValue::Json(std::str::from_utf8(raw.get(1..).unwrap_or_default())?.to_string())
+            }
             Type::BYTEA => SqlValue::Bytes(raw.to_vec()),
             Type::TIMESTAMPTZ | Type::TIMESTAMP => {
                 let micros = i64::from_sql(&Type::INT8, raw)?;
-                SqlValue::Timestamp(micros.saturating_add(POSTGRES_EPOCH_OFFSET_MICROS).saturating_mul(1_000))
+                SqlValue::Timestamp(
+                    micros
+                        .saturating_add(POSTGRES_EPOCH_OFFSET_MICROS)
+                        .saturating_mul(1_000),
+                )
             }
             _ => {
                 return Err(Box::new(BindError(format!(
@@ -298,7 +356,9 @@ fn classify(error: tokio_postgres::Error) -> SqlError {
         }
         return SqlError::new(kind, Some(state.code().to_string()), message);
     }
-    let bind_error = error.source().and_then(|source| source.downcast_ref::<BindError>());
+    let bind_error = error
+        .source()
+        .and_then(|source| source.downcast_ref::<BindError>());
     if let Some(bind_error) = bind_error {
         return SqlError::permanent(format!("PostgreSQL: {error}: {bind_error}"));
     }
@@ -311,7 +371,9 @@ fn classify(error: tokio_postgres::Error) -> SqlError {
 /// (57: statement timeout, server shutdown) and system errors (58).
 fn is_transient_state(state: &SqlState) -> bool {
     let code = state.code();
-    ["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class))
+    ["08", "40", "53", "57", "58"]
+        .iter()
+        .any(|class| code.starts_with(class))
 }
 
 /// Syntax errors and access rules (42: unknown table or column, missing
@@ -319,7 +381,9 @@ fn is_transient_state(state: &SqlState) -> bool {
 /// (3D, 3F).
 fn is_statement_state(state: &SqlState) -> bool {
     let code = state.code();
-    ["42", "0A", "3D", "3F"].iter().any(|class| code.starts_with(class))
+    ["42", "0A", "3D", "3F"]
+        .iter()
+        .any(|class| code.starts_with(class))
 }
 
 #[cfg(test)]
@@ -337,13 +401,31 @@ mod tests {
 
     #[test]
     fn values_are_encoded_for_the_inferred_type() {
-        assert_eq!(encode(SqlValue::Integer(7), Type::INT4).expect("int4"), 7i32.to_be_bytes());
-        assert_eq!(encode(SqlValue::Integer(7), Type::INT8).expect("int8"), 7i64.to_be_bytes());
-        assert!(encode(SqlValue::Integer(1 << 40), Type::INT4).expect_err("range").contains("out of range"));
-        assert_eq!(encode(SqlValue::Json("{}".into()), Type::JSONB).expect("jsonb"), b"\x01{}");
-        assert_eq!(encode(SqlValue::Json("{}".into()), Type::JSON).expect("json"), b"{}");
+        assert_eq!(
+            encode(SqlValue::Integer(7), Type::INT4).expect("int4"),
+            7i32.to_be_bytes()
+        );
+        assert_eq!(
+            encode(SqlValue::Integer(7), Type::INT8).expect("int8"),
+            7i64.to_be_bytes()
+        );
+        assert!(encode(SqlValue::Integer(1 << 40), Type::INT4)
+            .expect_err("range")
+            .contains("out of range"));
+        assert_eq!(
+            encode(SqlValue::Json("{}".into()), Type::JSONB).expect("jsonb"),
+            b"\x01{}"
+        );
+        assert_eq!(
+            encode(SqlValue::Json("{}".into()), Type::JSON).expect("json"),
+            b"{}"
+        );
         assert_eq!(encode(SqlValue::Null, Type::INT8).expect("null"), b"");
-        let epoch_2000 = encode(SqlValue::Timestamp(946_684_800_000_000_000), Type::TIMESTAMPTZ).expect("ts");
+        let epoch_2000 = encode(
+            SqlValue::Timestamp(946_684_800_000_000_000),
+            Type::TIMESTAMPTZ,
+        )
+        .expect("ts");
         assert_eq!(epoch_2000, 0i64.to_be_bytes());
         let error = encode(SqlValue::Bytes(vec![1]), Type::INT8).expect_err("mismatch");
         assert!(error.contains("bytes") && error.contains("int8"), "{error}");
