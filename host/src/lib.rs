@@ -7,13 +7,17 @@
 //! - [`delivery`]: the JetStream consumer, batching, retries, DLQ and ACK.
 //! - [`plugin`]: the wasmtime runtime that loads, sandboxes and calls sinks.
 //! - [`security`]: authenticity, payload encryption, metadata and custody.
-//! - [`capabilities`]: what an operator can grant a plugin (directories).
+//! - [`capabilities`]: what an operator can grant a plugin (directories,
+//!   HTTP origins, database connections).
+//! - [`signing`]: plugin signatures, certifications and the trust policy.
+//! - [`certify`]: the certification suite (`sinkhost certify`).
 //! - [`cli`]: the `sinkhost` command line.
 //! - [`logging`]: the host log.
 
 #![warn(missing_docs)]
 
 pub mod capabilities;
+pub mod certify;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -589,6 +589,7 @@ fn canonical_address(address: IpAddr) -> IpAddr {
 #[derive(Debug, Clone, Default)]
 pub struct Http {
     origins: Arc<Vec<PreparedOrigin>>,
+    refusals: super::Refusals,
 }
 
 impl Capability for Http {
@@ -606,6 +607,7 @@ impl Capability for Http {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             origins: Arc::new(origins),
+            refusals: super::Refusals::default(),
         })
     }
 
@@ -640,10 +642,17 @@ impl Http {
         self.origins.is_empty()
     }
 
+    /// The same grants, recording refusals into `refusals`.
+    pub fn with_refusals(mut self, refusals: super::Refusals) -> Self {
+        self.refusals = refusals;
+        self
+    }
+
     /// The `wasi:http` hooks of a new instance.
     pub fn hooks(&self) -> HttpHooks {
         HttpHooks {
             origins: Arc::clone(&self.origins),
+            refusals: self.refusals.clone(),
         }
     }
 
@@ -659,6 +668,7 @@ impl Http {
 #[derive(Debug, Clone, Default)]
 pub struct HttpHooks {
     origins: Arc<Vec<PreparedOrigin>>,
+    refusals: super::Refusals,
 }
 
 impl WasiHttpHooks for HttpHooks {
@@ -670,6 +680,7 @@ impl WasiHttpHooks for HttpHooks {
     ) -> SendFuture {
         let http = Http {
             origins: Arc::clone(&self.origins),
+            refusals: self.refusals.clone(),
         };
         Box::new(async move { send(http, request).await })
     }
@@ -686,6 +697,10 @@ async fn send(
             target_origin = %target,
             "plugin request refused: origin not granted (plugin.grants.http)"
         );
+        http.refusals.record(
+            Http::NAME,
+            format!("request to {target}: origin not granted"),
+        );
         return Err(HttpError::HttpRequestDenied);
     };
     let deadline = Instant::now() + granted.timeout;
@@ -693,7 +708,16 @@ async fn send(
         .acquire_owned()
         .await
         .map_err(|_| HttpError::InternalError(Some("request slots closed".to_string())))?;
-    let address = within(deadline, granted.resolve(&target), HttpError::DnsTimeout).await??;
+    let address = within(deadline, granted.resolve(&target), HttpError::DnsTimeout)
+        .await?
+        .inspect_err(|error| {
+            if matches!(error, HttpError::DestinationIpProhibited) {
+                http.refusals.record(
+                    Http::NAME,
+                    format!("request to {target}: resolves to a guarded address"),
+                );
+            }
+        })?;
     let (mut request, body) = read_body(request, granted.max_request_body_bytes, deadline).await?;
     granted.credentials.apply(&mut request, &body)?;
     strip_to_origin_form(&mut request)?;

@@ -12,6 +12,7 @@
 
 pub mod files;
 pub mod http;
+pub mod refusals;
 pub mod sql;
 
 use wasmtime_wasi::WasiCtxBuilder;
@@ -20,6 +21,7 @@ use crate::config::Grants;
 
 pub use files::Files;
 pub use http::{Http, HttpHooks};
+pub use refusals::{Refusal, Refusals};
 pub use sql::Sql;
 
 /// A grant that cannot be honoured on this host.
@@ -57,15 +59,18 @@ pub struct PreparedGrants {
     files: Files,
     http: Http,
     sql: Sql,
+    refusals: Refusals,
 }
 
 impl PreparedGrants {
     /// Checks the operator's grants against the host.
     pub fn prepare(grants: &Grants) -> Result<Self, GrantError> {
+        let refusals = Refusals::default();
         Ok(Self {
             files: Files::prepare(&grants.files)?,
-            http: Http::prepare(&grants.http)?,
-            sql: Sql::prepare(&grants.sql)?,
+            http: Http::prepare(&grants.http)?.with_refusals(refusals.clone()),
+            sql: Sql::prepare(&grants.sql)?.with_refusals(refusals.clone()),
+            refusals,
         })
     }
 
@@ -85,6 +90,11 @@ impl PreparedGrants {
     /// The granted databases, shared by every instance.
     pub fn sql(&self) -> &Sql {
         &self.sql
+    }
+
+    /// What the host refused the plugin so far (shared by its instances).
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     /// Whether the named grant (`files`, `http`, `sql`) lists anything.

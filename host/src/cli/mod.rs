@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod certify;
 mod plugin;
 mod security;
 
@@ -63,6 +64,9 @@ pub enum Command {
     /// Publisher keys and plugin signatures.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run the certification suite on a sink against a real JetStream;
+    /// with `--certifier-key`, sign a certification into `PLUGIN.sig`.
+    Certify(certify::CertifyArgs),
     /// Show a component's WIT world, imports and the grants they need.
     Inspect {
         /// Print JSON instead of text.
@@ -108,6 +112,14 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Sign(args) => security::sign(args),
         Command::Decrypt(args) => security::decrypt(args),
         Command::Plugin(command) => plugin::execute(command),
+        Command::Certify(args) => {
+            // The report says what happened; `RUST_LOG=info` shows the run.
+            crate::logging::init(&LoggingConfig {
+                level: "OFF".to_string(),
+                format: LoggingConfig::default().format,
+            });
+            certify::certify(args).await
+        }
     }
 }
 

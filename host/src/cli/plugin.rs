@@ -91,7 +91,8 @@ fn keygen(out: &Path, key_id: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_key(path: &Path) -> anyhow::Result<KeyFile> {
+/// Reads a key file written by `sinkhost plugin keygen`.
+pub(super) fn read_key(path: &Path) -> anyhow::Result<KeyFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     let key: KeyFile = serde_json::from_str(&text)
@@ -113,12 +114,7 @@ fn sign(key_path: &Path, plugin: &Path) -> anyhow::Result<()> {
     let document = key
         .sign(&bytes)
         .map_err(|message| anyhow::anyhow!("key file {}: {message}", key_path.display()))?;
-    let path = signing::signature_path(plugin);
-    let text = serde_json::to_string_pretty(&document).context("rendering the signature")?;
-    let temporary = path.with_extension("sig.tmp");
-    std::fs::write(&temporary, text + "\n")
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
+    let path = write_signature(plugin, &document)?;
     println!(
         "signed {} ({}) with key {}: {}",
         plugin.display(),
@@ -127,6 +123,20 @@ fn sign(key_path: &Path, plugin: &Path) -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
+}
+
+/// Writes `PLUGIN.sig` atomically (temporary file, then rename).
+pub(super) fn write_signature(
+    plugin: &Path,
+    document: &signing::SignatureDocument,
+) -> anyhow::Result<PathBuf> {
+    let path = signing::signature_path(plugin);
+    let text = serde_json::to_string_pretty(document).context("rendering the signature")?;
+    let temporary = path.with_extension("sig.tmp");
+    std::fs::write(&temporary, text + "\n")
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 fn verify(

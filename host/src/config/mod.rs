@@ -10,6 +10,7 @@
 //! names an environment variable that holds the secret, read only by the host.
 
 mod authenticity;
+mod certification;
 mod custody;
 mod dead_letter;
 mod delivery;
@@ -31,6 +32,7 @@ pub use authenticity::{
     UnmatchedSubjectAction, DEFAULT_ALGORITHM_HEADER, DEFAULT_KEY_ID_HEADER,
     DEFAULT_SIGNATURE_HEADER,
 };
+pub use certification::{CertificationConfig, SampleMessage, UnavailableScenario};
 pub use custody::{CustodyAlgorithm, CustodyConfig};
 pub use dead_letter::DeadLetterConfig;
 pub use delivery::{
@@ -90,6 +92,9 @@ pub struct Config {
     /// signature is required (a warning says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustConfig>,
+    /// How `sinkhost certify` checks the sink (ignored by `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certification: Option<CertificationConfig>,
     /// The plugin's own settings, passed as JSON to its `init`.
     #[serde(default = "empty_object")]
     pub sink: serde_json::Value,
@@ -209,6 +214,9 @@ impl Config {
         self.encryption.validate()?;
         self.custody.validate()?;
         self.plugin.validate()?;
+        if let Some(certification) = &self.certification {
+            certification.validate()?;
+        }
         if let Some(trust) = &self.trust {
             trust.validate()?;
         }

@@ -387,6 +387,13 @@ impl PluginHost {
         self.inner.description.clone()
     }
 
+    /// What the host refused this plugin so far (requests outside its
+    /// `http` grant, statements outside its `sql` grant), over all its
+    /// instances.
+    pub fn refusals(&self) -> (u64, Vec<crate::capabilities::Refusal>) {
+        self.inner.grants.refusals().snapshot()
+    }
+
     /// The plugin's name in logs (the file name without `.wasm`).
     pub fn name(&self) -> &str {
         &self.inner.name

@@ -72,6 +72,21 @@ impl SinkPool {
         }
     }
 
+    /// Creates and `init`s one instance now rather than at the first batch
+    /// (`sinkhost certify` needs `init` done before it breaks the
+    /// destination).
+    pub async fn warm_up(&self) -> Result<(), PluginFault> {
+        let instance = self
+            .host
+            .new_instance()
+            .await
+            .map_err(|fault| self.record_fault(fault))?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(instance);
+        }
+        Ok(())
+    }
+
     /// Plugin faults (discarded instances and failed instance creations)
     /// since the pool was created.
     pub fn faults_total(&self) -> u64 {

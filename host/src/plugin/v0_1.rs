@@ -53,6 +53,17 @@ impl self::sinkhost::sink::log::Host for StoreState {
 
 impl self::sinkhost::sink::types::Host for StoreState {}
 
+impl StoreState {
+    /// The WIT error of a host SQL error; a refusal by the grant is also
+    /// recorded (see `crate::capabilities::Refusals`).
+    fn sql_error(&self, error: SqlError) -> wit_sql::SqlError {
+        if error.kind == SqlErrorKind::Refused {
+            self.sql.refusals().record("sql", error.message.clone());
+        }
+        sql_error_to_wit(error)
+    }
+}
+
 impl wit_sql::Host for StoreState {
     async fn begin(
         &mut self,
@@ -60,7 +71,7 @@ impl wit_sql::Host for StoreState {
     ) -> wasmtime::Result<Result<Resource<Transaction>, wit_sql::SqlError>> {
         match self.sql.begin(&connection).await {
             Ok(transaction) => Ok(Ok(self.table().push(transaction)?)),
-            Err(error) => Ok(Err(sql_error_to_wit(error))),
+            Err(error) => Ok(Err(self.sql_error(error))),
         }
     }
 
@@ -69,11 +80,8 @@ impl wit_sql::Host for StoreState {
         connection: String,
         table: String,
     ) -> wasmtime::Result<Result<Vec<String>, wit_sql::SqlError>> {
-        Ok(self
-            .sql
-            .columns(&connection, &table)
-            .await
-            .map_err(sql_error_to_wit))
+        let result = self.sql.columns(&connection, &table).await;
+        Ok(result.map_err(|error| self.sql_error(error)))
     }
 }
 
@@ -86,10 +94,8 @@ impl wit_sql::HostTransaction for StoreState {
     ) -> wasmtime::Result<Result<u64, wit_sql::SqlError>> {
         let params: Vec<SqlValue> = params.into_iter().map(value_from_wit).collect();
         let transaction = self.table().get_mut(&transaction)?;
-        Ok(transaction
-            .execute(&statement, &params)
-            .await
-            .map_err(sql_error_to_wit))
+        let result = transaction.execute(&statement, &params).await;
+        Ok(result.map_err(|error| self.sql_error(error)))
     }
 
     async fn execute_many(
@@ -103,10 +109,8 @@ impl wit_sql::HostTransaction for StoreState {
             .map(|row| row.into_iter().map(value_from_wit).collect())
             .collect();
         let transaction = self.table().get_mut(&transaction)?;
-        Ok(transaction
-            .execute_many(&statement, &rows)
-            .await
-            .map_err(sql_error_to_wit))
+        let result = transaction.execute_many(&statement, &rows).await;
+        Ok(result.map_err(|error| self.sql_error(error)))
     }
 
     async fn query(
@@ -117,11 +121,10 @@ impl wit_sql::HostTransaction for StoreState {
     ) -> wasmtime::Result<Result<wit_sql::Rows, wit_sql::SqlError>> {
         let params: Vec<SqlValue> = params.into_iter().map(value_from_wit).collect();
         let transaction = self.table().get_mut(&transaction)?;
-        Ok(transaction
-            .query(&statement, &params)
-            .await
+        let result = transaction.query(&statement, &params).await;
+        Ok(result
             .map(rows_to_wit)
-            .map_err(sql_error_to_wit))
+            .map_err(|error| self.sql_error(error)))
     }
 
     async fn commit(
@@ -129,7 +132,8 @@ impl wit_sql::HostTransaction for StoreState {
         transaction: Resource<Transaction>,
     ) -> wasmtime::Result<Result<(), wit_sql::SqlError>> {
         let transaction = self.table().get_mut(&transaction)?;
-        Ok(transaction.commit().await.map_err(sql_error_to_wit))
+        let result = transaction.commit().await;
+        Ok(result.map_err(|error| self.sql_error(error)))
     }
 
     async fn rollback(
@@ -137,7 +141,8 @@ impl wit_sql::HostTransaction for StoreState {
         transaction: Resource<Transaction>,
     ) -> wasmtime::Result<Result<(), wit_sql::SqlError>> {
         let transaction = self.table().get_mut(&transaction)?;
-        Ok(transaction.rollback().await.map_err(sql_error_to_wit))
+        let result = transaction.rollback().await;
+        Ok(result.map_err(|error| self.sql_error(error)))
     }
 
     async fn drop(&mut self, transaction: Resource<Transaction>) -> wasmtime::Result<()> {

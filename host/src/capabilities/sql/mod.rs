@@ -163,6 +163,7 @@ pub struct SqlRows {
 #[derive(Clone, Default)]
 pub struct Sql {
     databases: BTreeMap<String, Arc<Database>>,
+    refusals: super::Refusals,
 }
 
 impl std::fmt::Debug for Sql {
@@ -228,7 +229,10 @@ impl Capability for Sql {
             };
             databases.insert(grant.name.clone(), Arc::new(database));
         }
-        Ok(Self { databases })
+        Ok(Self {
+            databases,
+            refusals: super::Refusals::default(),
+        })
     }
 
     fn apply(&self, _builder: &mut WasiCtxBuilder) -> Result<(), GrantError> {
@@ -260,6 +264,17 @@ impl Capability for Sql {
 }
 
 impl Sql {
+    /// The same grants, recording refusals into `refusals`.
+    pub fn with_refusals(mut self, refusals: super::Refusals) -> Self {
+        self.refusals = refusals;
+        self
+    }
+
+    /// Where refused statements are recorded.
+    pub fn refusals(&self) -> &super::Refusals {
+        &self.refusals
+    }
+
     /// Whether no database is granted.
     pub fn is_empty(&self) -> bool {
         self.databases.is_empty()
