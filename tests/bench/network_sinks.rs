@@ -32,7 +32,10 @@ fn payload(i: usize) -> Vec<u8> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let total: usize = std::env::var("BENCH_NET_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let total: usize = std::env::var("BENCH_NET_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let server = NatsServer::start()?;
     let js = Js::connect(&server).await?;
     let receiver = HttpReceiver::start().await?;
@@ -44,10 +47,30 @@ async fn main() -> anyhow::Result<()> {
         "access_key_id_env": "S3_ACCESS_KEY_ID", "secret_access_key_env": "S3_SECRET_ACCESS_KEY"}}}]);
     let url = format!("{}/ingest", receiver.origin());
     let contenders: Vec<(&str, std::path::PathBuf, Value, Value)> = vec![
-        ("sinkhost-discard", test_plugin("chaos"), json!({"behaviour": "discard"}), json!([])),
-        ("http-per-message", plugin("http"), json!({"url": url, "max_in_flight": 8}), http_grant.clone()),
-        ("http-json-lines", plugin("http"), json!({"url": url, "mode": "json_lines"}), http_grant),
-        ("s3-per-message", plugin("s3"), json!({"endpoint": s3.s3_endpoint(), "bucket": "benchmsg"}), s3_grant.clone()),
+        (
+            "sinkhost-discard",
+            test_plugin("chaos"),
+            json!({"behaviour": "discard"}),
+            json!([]),
+        ),
+        (
+            "http-per-message",
+            plugin("http"),
+            json!({"url": url, "max_in_flight": 8}),
+            http_grant.clone(),
+        ),
+        (
+            "http-json-lines",
+            plugin("http"),
+            json!({"url": url, "mode": "json_lines"}),
+            http_grant,
+        ),
+        (
+            "s3-per-message",
+            plugin("s3"),
+            json!({"endpoint": s3.s3_endpoint(), "bucket": "benchmsg"}),
+            s3_grant.clone(),
+        ),
         (
             "s3-per-batch",
             plugin("s3"),
@@ -63,8 +86,20 @@ async fn main() -> anyhow::Result<()> {
         let stream = format!("NET{index}");
         let subject = format!("net{index}.>");
         js.create_stream(&stream, &[subject.as_str()]).await?;
-        js.publish_many(&format!("net{index}.events"), total, payload).await?;
-        let seconds = run(&server, &js, work.path(), name, &stream, &subject, &plugin_path, sink, grant).await?;
+        js.publish_many(&format!("net{index}.events"), total, payload)
+            .await?;
+        let seconds = run(
+            &server,
+            &js,
+            work.path(),
+            name,
+            &stream,
+            &subject,
+            &plugin_path,
+            sink,
+            grant,
+        )
+        .await?;
         rows.push((name, seconds));
     }
 
@@ -74,7 +109,11 @@ async fn main() -> anyhow::Result<()> {
     println!("| contender | messages | seconds | msg/s | vs discard |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (name, seconds) in &rows {
-        println!("| {name} | {total} | {seconds:.2} | {:.0} | {:.3} |", rate(*seconds), rate(*seconds) / baseline);
+        println!(
+            "| {name} | {total} | {seconds:.2} | {:.0} | {:.3} |",
+            rate(*seconds),
+            rate(*seconds) / baseline
+        );
     }
     Ok(())
 }
@@ -102,7 +141,10 @@ async fn run(
     set(&mut config, "logging.level", json!("warn"));
     set(&mut config, "plugin.limits.call_timeout_ms", json!(30_000));
     let path = write_config(&dir, &config);
-    let env = [("S3_ACCESS_KEY_ID", ACCESS_KEY), ("S3_SECRET_ACCESS_KEY", SECRET_KEY)];
+    let env = [
+        ("S3_ACCESS_KEY_ID", ACCESS_KEY),
+        ("S3_SECRET_ACCESS_KEY", SECRET_KEY),
+    ];
     let mut host = Host::start_with_env(&path, &dir.join("sinkhost.log"), &env)?;
     let seconds = seconds_to_drain(js, stream, &host, Duration::from_secs(900)).await?;
     host.terminate(Duration::from_secs(30));

@@ -33,7 +33,10 @@ fn table_script(dialect: &str) -> anyhow::Result<String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let total: usize = std::env::var("BENCH_SQL_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let total: usize = std::env::var("BENCH_SQL_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let server = NatsServer::start()?;
     let js = Js::connect(&server).await?;
     let postgres = Postgres::start()?;
@@ -56,9 +59,22 @@ async fn main() -> anyhow::Result<()> {
             let stream = format!("SQL{index}");
             let subject = format!("sql{index}.>");
             js.create_stream(&stream, &[subject.as_str()]).await?;
-            js.publish_many(&format!("sql{index}.events"), count, payload).await?;
+            js.publish_many(&format!("sql{index}.events"), count, payload)
+                .await?;
             let name = format!("{plugin_name}-batch-{batch_size}");
-            let seconds = run(&server, &js, work.path(), &name, &stream, &subject, plugin_name, driver, &url, batch_size).await?;
+            let seconds = run(
+                &server,
+                &js,
+                work.path(),
+                &name,
+                &stream,
+                &subject,
+                plugin_name,
+                driver,
+                &url,
+                batch_size,
+            )
+            .await?;
             rows.push((database, batch_size, count, seconds));
         }
     }
@@ -73,7 +89,10 @@ async fn main() -> anyhow::Result<()> {
             .find(|(d, b, _, _)| d == database && *b == 100)
             .map(|(_, _, c, s)| *c as f64 / s)
             .unwrap_or(f64::NAN);
-        println!("| {database} | {batch_size} | {count} | {seconds:.2} | {rate:.0} | {:.3} |", rate / baseline);
+        println!(
+            "| {database} | {batch_size} | {count} | {seconds:.2} | {rate:.0} | {:.3} |",
+            rate / baseline
+        );
     }
     Ok(())
 }
@@ -100,7 +119,14 @@ async fn run(
     } else {
         (plugin(plugin_name), json!({"connection": "events"}))
     };
-    let mut config = base_config(server, stream, subject, &plugin_path, &dir.join("out"), sink);
+    let mut config = base_config(
+        server,
+        stream,
+        subject,
+        &plugin_path,
+        &dir.join("out"),
+        sink,
+    );
     set(&mut config, "plugin.grants.files", json!([]));
     if plugin_name != "chaos" {
         set(
@@ -115,7 +141,8 @@ async fn run(
     set(&mut config, "logging.level", json!("warn"));
     set(&mut config, "plugin.limits.call_timeout_ms", json!(60_000));
     let path = write_config(&dir, &config);
-    let mut host = Host::start_with_env(&path, &dir.join("sinkhost.log"), &[("BENCH_DB_URL", url)])?;
+    let mut host =
+        Host::start_with_env(&path, &dir.join("sinkhost.log"), &[("BENCH_DB_URL", url)])?;
     let seconds = seconds_to_drain(js, stream, &host, Duration::from_secs(900)).await?;
     host.terminate(Duration::from_secs(30));
     Ok(seconds)

@@ -47,15 +47,24 @@ impl Row {
 }
 
 fn payload(i: usize) -> Vec<u8> {
-    let head = format!(r#"{{"id":{i},"kind":"bench","ts":{},"pad":""#, 1_700_000_000_000u64 + i as u64);
+    let head = format!(
+        r#"{{"id":{i},"kind":"bench","ts":{},"pad":""#,
+        1_700_000_000_000u64 + i as u64
+    );
     let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
     format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let total: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let fsync_total: usize = std::env::var("BENCH_FSYNC_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let total: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let fsync_total: usize = std::env::var("BENCH_FSYNC_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let server = NatsServer::start()?;
     let js = Js::connect(&server).await?;
     js.create_stream(STREAM, &["bench.>"]).await?;
@@ -64,34 +73,174 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     js.publish_many(SUBJECT, total, payload).await?;
     publish_signed(&js, total).await?;
-    js.publish_many("small.events", fsync_total, payload).await?;
-    eprintln!("published {total} + {fsync_total} messages of {PAYLOAD_BYTES} bytes in {:.1}s", started.elapsed().as_secs_f64());
+    js.publish_many("small.events", fsync_total, payload)
+        .await?;
+    eprintln!(
+        "published {total} + {fsync_total} messages of {PAYLOAD_BYTES} bytes in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     let work = tempfile::tempdir()?;
 
     let mut rows = Vec::new();
     rows.push(native(&js, "native-ack", total, None).await?);
-    rows.push(native(&js, "native-files", total, Some((work.path().join("native-out"), WriteMode::Atomic))).await?);
-    rows.push(native(&js, "native-files-direct", total, Some((work.path().join("native-out-direct"), WriteMode::Direct))).await?);
+    rows.push(
+        native(
+            &js,
+            "native-files",
+            total,
+            Some((work.path().join("native-out"), WriteMode::Atomic)),
+        )
+        .await?,
+    );
+    rows.push(
+        native(
+            &js,
+            "native-files-direct",
+            total,
+            Some((work.path().join("native-out-direct"), WriteMode::Direct)),
+        )
+        .await?,
+    );
     let discard = json!({"behaviour": "discard"});
-    rows.push(host_run(&server, &js, work.path(), "sinkhost-discard", STREAM, total, &test_plugin("chaos"), discard).await?);
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "sinkhost-discard",
+            STREAM,
+            total,
+            &test_plugin("chaos"),
+            discard,
+        )
+        .await?,
+    );
     let per_message = json!({"directory": "/out", "fsync": false});
-    rows.push(host_run(&server, &js, work.path(), "sinkhost-file-nofsync", STREAM, total, &plugin("file"), per_message).await?);
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "sinkhost-file-nofsync",
+            STREAM,
+            total,
+            &plugin("file"),
+            per_message,
+        )
+        .await?,
+    );
     let direct = json!({"directory": "/out", "fsync": false, "write_mode": "direct"});
-    rows.push(host_run(&server, &js, work.path(), "sinkhost-file-nofsync-direct", STREAM, total, &plugin("file"), direct).await?);
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "sinkhost-file-nofsync-direct",
+            STREAM,
+            total,
+            &plugin("file"),
+            direct,
+        )
+        .await?,
+    );
     let segment = json!({"directory": "/out", "fsync": true, "layout": "segment"});
-    rows.push(host_run(&server, &js, work.path(), "sinkhost-segment-fsync", STREAM, total, &plugin("file"), segment.clone()).await?);
-    rows.push(host_run(&server, &js, work.path(), "sinkhost-segment-fsync-b1000x4", STREAM, total, &plugin("file"), segment).await?);
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "sinkhost-segment-fsync",
+            STREAM,
+            total,
+            &plugin("file"),
+            segment.clone(),
+        )
+        .await?,
+    );
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "sinkhost-segment-fsync-b1000x4",
+            STREAM,
+            total,
+            &plugin("file"),
+            segment,
+        )
+        .await?,
+    );
     let fsync = json!({"directory": "/out", "fsync": true});
-    rows.push(host_run(&server, &js, work.path(), "sinkhost-file-fsync", "BENCHSMALL", fsync_total, &plugin("file"), fsync).await?);
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "sinkhost-file-fsync",
+            "BENCHSMALL",
+            fsync_total,
+            &plugin("file"),
+            fsync,
+        )
+        .await?,
+    );
 
     // Security cost: the same signed stream with HMAC verification +
     // AES-256-GCM encryption + sha256 custody off, then on.
     let discard = json!({"behaviour": "discard"});
     let per_message = json!({"directory": "/out", "fsync": false});
-    rows.push(host_run(&server, &js, work.path(), "signed-discard-security-off", "BENCHSIG", total, &test_plugin("chaos"), discard.clone()).await?);
-    rows.push(host_run(&server, &js, work.path(), "signed-discard-security-on", "BENCHSIG", total, &test_plugin("chaos"), discard).await?);
-    rows.push(host_run(&server, &js, work.path(), "signed-file-nofsync-security-off", "BENCHSIG", total, &plugin("file"), per_message.clone()).await?);
-    rows.push(host_run(&server, &js, work.path(), "signed-file-nofsync-security-on", "BENCHSIG", total, &plugin("file"), per_message).await?);
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "signed-discard-security-off",
+            "BENCHSIG",
+            total,
+            &test_plugin("chaos"),
+            discard.clone(),
+        )
+        .await?,
+    );
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "signed-discard-security-on",
+            "BENCHSIG",
+            total,
+            &test_plugin("chaos"),
+            discard,
+        )
+        .await?,
+    );
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "signed-file-nofsync-security-off",
+            "BENCHSIG",
+            total,
+            &plugin("file"),
+            per_message.clone(),
+        )
+        .await?,
+    );
+    rows.push(
+        host_run(
+            &server,
+            &js,
+            work.path(),
+            "signed-file-nofsync-security-on",
+            "BENCHSIG",
+            total,
+            &plugin("file"),
+            per_message,
+        )
+        .await?,
+    );
 
     let ceiling = rows[0].rate();
     let native_files = rows[1].rate();
@@ -107,14 +256,21 @@ async fn main() -> anyhow::Result<()> {
             row.rate(),
             row.rate() / ceiling,
             row.rate() / native_files,
-            row.peak_rss_mb.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into())
+            row.peak_rss_mb
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_else(|| "-".into())
         );
     }
 
     let (cold, warm) = startup(&server, work.path()).await?;
     println!();
     println!("start-up to first fetch (file.wasm): cold cache {cold} ms, warm cache {warm} ms");
-    let by_name = |name: &str| rows.iter().find(|r| r.name == name).map(Row::rate).unwrap_or(f64::NAN);
+    let by_name = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map(Row::rate)
+            .unwrap_or(f64::NAN)
+    };
     println!();
     println!(
         "per-message files vs native, same write mode: atomic {:.2}, direct {:.2}",
@@ -131,7 +287,12 @@ async fn main() -> anyhow::Result<()> {
 
 /// An in-process consumer with the same fetch pattern as sinkhost
 /// (IN_FLIGHT concurrent pull loops of BATCH), optionally writing files.
-async fn native(js: &Js, name: &str, total: usize, files: Option<(PathBuf, WriteMode)>) -> anyhow::Result<Row> {
+async fn native(
+    js: &Js,
+    name: &str,
+    total: usize,
+    files: Option<(PathBuf, WriteMode)>,
+) -> anyhow::Result<Row> {
     let stream = js.context.get_stream(STREAM).await?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .create_consumer(pull::Config {
@@ -152,7 +313,13 @@ async fn native(js: &Js, name: &str, total: usize, files: Option<(PathBuf, Write
         let files = files.clone();
         tasks.push(tokio::spawn(async move {
             while done.load(Ordering::Relaxed) < total as u64 {
-                let Ok(mut batch) = consumer.batch().max_messages(BATCH).expires(Duration::from_millis(200)).messages().await else {
+                let Ok(mut batch) = consumer
+                    .batch()
+                    .max_messages(BATCH)
+                    .expires(Duration::from_millis(200))
+                    .messages()
+                    .await
+                else {
                     continue;
                 };
                 while let Some(Ok(message)) = batch.next().await {
@@ -210,7 +377,12 @@ fn write_like_the_file_sink(dir: &Path, mode: WriteMode, sequence: u64, payload:
     record.extend_from_slice(tail);
     record.extend_from_slice(payload);
     record.extend_from_slice(b"}\n");
-    let create = |path: &Path| std::fs::OpenOptions::new().write(true).create_new(true).open(path);
+    let create = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    };
     match mode {
         WriteMode::Direct => {
             if let Ok(mut file) = create(&target) {
@@ -251,22 +423,45 @@ async fn host_run(
     set(&mut config, "nats.consumer", json!(name));
     // Segment mode is the high-throughput layout: one variant runs it with
     // larger batches and more of them in flight (one fsync per batch).
-    let (batch, in_flight) = if name.ends_with("-b1000x4") { (1_000, 4) } else { (BATCH, IN_FLIGHT) };
+    let (batch, in_flight) = if name.ends_with("-b1000x4") {
+        (1_000, 4)
+    } else {
+        (BATCH, IN_FLIGHT)
+    };
     set(&mut config, "delivery.batch_size", json!(batch));
-    set(&mut config, "delivery.max_in_flight_batches", json!(in_flight));
+    set(
+        &mut config,
+        "delivery.max_in_flight_batches",
+        json!(in_flight),
+    );
     set(&mut config, "logging.level", json!("warn"));
     set(&mut config, "plugin.cache_dir", json!(work.join("cache")));
     if name.ends_with("-security-on") {
-        set(&mut config, "message_authenticity", json!({"enabled": true, "rules": [
-            {"subject": "sig.>", "algorithm": "hmac-sha256", "key_id": "bench-k1", "key_b64_env": "BENCH_HMAC_KEY"}
-        ]}));
-        set(&mut config, "encryption", json!({"enabled": true, "key_id": "bench-enc", "key_b64_env": "BENCH_AES_KEY"}));
-        set(&mut config, "custody", json!({"enabled": true, "algorithm": "sha256"}));
+        set(
+            &mut config,
+            "message_authenticity",
+            json!({"enabled": true, "rules": [
+                {"subject": "sig.>", "algorithm": "hmac-sha256", "key_id": "bench-k1", "key_b64_env": "BENCH_HMAC_KEY"}
+            ]}),
+        );
+        set(
+            &mut config,
+            "encryption",
+            json!({"enabled": true, "key_id": "bench-enc", "key_b64_env": "BENCH_AES_KEY"}),
+        );
+        set(
+            &mut config,
+            "custody",
+            json!({"enabled": true, "algorithm": "sha256"}),
+        );
     }
     let config_path = write_config(&dir, &config);
     let hmac_key = base64::engine::general_purpose::STANDARD.encode(BENCH_HMAC_KEY);
     let aes_key = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
-    let env = [("BENCH_HMAC_KEY", hmac_key.as_str()), ("BENCH_AES_KEY", aes_key.as_str())];
+    let env = [
+        ("BENCH_HMAC_KEY", hmac_key.as_str()),
+        ("BENCH_AES_KEY", aes_key.as_str()),
+    ];
     let mut host = Host::start_with_env(&config_path, &dir.join("sinkhost.log"), &env)?;
     let pid = host_pid(&host);
 
@@ -287,7 +482,10 @@ async fn host_run(
             if first.is_none() && info.delivered.stream_sequence > 0 {
                 first = Some(Instant::now());
             }
-            if info.num_pending == 0 && info.num_ack_pending == 0 && info.ack_floor.stream_sequence >= total as u64 {
+            if info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.ack_floor.stream_sequence >= total as u64
+            {
                 break;
             }
         }
@@ -316,12 +514,25 @@ async fn publish_signed(js: &Js, total: usize) -> anyhow::Result<()> {
         let body = payload(i);
         let pairs = vec![("Nats-Msg-Id".to_string(), format!("bench-{i}"))];
         let message = MessageToVerify::new("sig.events", &pairs, &body);
-        let signature = sign_hmac(&BENCH_HMAC_KEY, "bench-k1", &[SignedField::Subject, SignedField::MessageId], &message)?;
+        let signature = sign_hmac(
+            &BENCH_HMAC_KEY,
+            "bench-k1",
+            &[SignedField::Subject, SignedField::MessageId],
+            &message,
+        )?;
         let mut headers = async_nats::HeaderMap::new();
-        for (name, value) in pairs.iter().cloned().chain(authenticity_headers(AuthenticityAlgorithm::HmacSha256, "bench-k1", &signature)) {
+        for (name, value) in pairs.iter().cloned().chain(authenticity_headers(
+            AuthenticityAlgorithm::HmacSha256,
+            "bench-k1",
+            &signature,
+        )) {
             headers.insert(name.as_str(), value.as_str());
         }
-        pending.push(js.context.publish_with_headers("sig.events", headers, body.into()).await?);
+        pending.push(
+            js.context
+                .publish_with_headers("sig.events", headers, body.into())
+                .await?,
+        );
         if pending.len() == WINDOW {
             for ack in pending.drain(..) {
                 ack.await?;
@@ -354,12 +565,26 @@ async fn startup(server: &NatsServer, work: &Path) -> anyhow::Result<(u64, u64)>
     for run in ["cold", "warm"] {
         let dir = work.join(format!("startup-{run}"));
         std::fs::create_dir_all(&dir)?;
-        let mut config = base_config(server, STREAM, "bench.none", &plugin("file"), &dir.join("out"), json!({"directory": "/out"}));
-        set(&mut config, "nats.consumer", json!(format!("startup-{run}")));
+        let mut config = base_config(
+            server,
+            STREAM,
+            "bench.none",
+            &plugin("file"),
+            &dir.join("out"),
+            json!({"directory": "/out"}),
+        );
+        set(
+            &mut config,
+            "nats.consumer",
+            json!(format!("startup-{run}")),
+        );
         set(&mut config, "plugin.cache_dir", json!(cache));
         let config_path = write_config(&dir, &config);
         let mut host = Host::start(&config_path, &dir.join("sinkhost.log"))?;
-        let found = wait_until(Duration::from_secs(60), || async { host.log().contains("delivering") }).await;
+        let found = wait_until(Duration::from_secs(60), || async {
+            host.log().contains("delivering")
+        })
+        .await;
         let log = host.log();
         host.terminate(Duration::from_secs(10));
         anyhow::ensure!(found, "host did not start:\n{log}");
@@ -371,5 +596,8 @@ async fn startup(server: &NatsServer, work: &Path) -> anyhow::Result<(u64, u64)>
 fn elapsed_ms(log: &str) -> Option<u64> {
     let line = log.lines().find(|l| l.contains("delivering"))?;
     let rest = line.split("elapsed_ms=").nth(1)?;
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }

@@ -17,12 +17,18 @@ fn valid_config(dir: &std::path::Path, plugin_path: &std::path::Path) -> serde_j
 
 fn assert_clear_failure(args: &[&str], expected: &[&str]) -> String {
     let (code, stdout, stderr) = sinkhost(args);
-    assert_ne!(code, 0, "must fail: {args:?}\nstdout: {stdout}\nstderr: {stderr}");
+    assert_ne!(
+        code, 0,
+        "must fail: {args:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "must not panic: {stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("error: "), "one error line: {stderr}");
     for needle in expected {
-        assert!(last.contains(needle), "error should mention {needle:?}: {last}");
+        assert!(
+            last.contains(needle),
+            "error should mention {needle:?}: {last}"
+        );
     }
     last.to_string()
 }
@@ -32,7 +38,10 @@ fn malformed_config_names_file_and_position() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("broken.json");
     std::fs::write(&path, "{ \"nats\": { \"url\": ").expect("write");
-    assert_clear_failure(&["validate", path.to_str().expect("utf8")], &["broken.json", "line"]);
+    assert_clear_failure(
+        &["validate", path.to_str().expect("utf8")],
+        &["broken.json", "line"],
+    );
 }
 
 #[test]
@@ -41,12 +50,18 @@ fn unknown_key_names_its_path() {
     let mut config = valid_config(dir.path(), &plugin("file"));
     config["delivery"] = json!({"batch_sise": 10});
     let path = write_config(dir.path(), &config);
-    assert_clear_failure(&["validate", path.to_str().expect("utf8")], &["delivery", "batch_sise"]);
+    assert_clear_failure(
+        &["validate", path.to_str().expect("utf8")],
+        &["delivery", "batch_sise"],
+    );
 }
 
 #[test]
 fn missing_config_file() {
-    assert_clear_failure(&["run", "/nonexistent/sinkhost.json"], &["/nonexistent/sinkhost.json"]);
+    assert_clear_failure(
+        &["run", "/nonexistent/sinkhost.json"],
+        &["/nonexistent/sinkhost.json"],
+    );
 }
 
 #[test]
@@ -75,7 +90,10 @@ fn a_component_of_another_world() {
     let other = test_plugin("other-world");
     let config = valid_config(dir.path(), &other);
     let path = write_config(dir.path(), &config);
-    assert_clear_failure(&["validate", path.to_str().expect("utf8")], &["other-world.wasm", "sinkhost:sink/sink"]);
+    assert_clear_failure(
+        &["validate", path.to_str().expect("utf8")],
+        &["other-world.wasm", "sinkhost:sink/sink"],
+    );
 }
 
 #[test]

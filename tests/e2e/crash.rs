@@ -32,7 +32,9 @@ async fn kill_9_with_direct_writes_repairs_torn_files() {
 async fn kill_9_loop(write_mode: &str) {
     let server = NatsServer::start().expect("nats-server");
     let js = Js::connect(&server).await.expect("connect");
-    js.create_stream(STREAM, &["crash.>"]).await.expect("stream");
+    js.create_stream(STREAM, &["crash.>"])
+        .await
+        .expect("stream");
     js.publish_many("crash.events", TOTAL as usize, |i| {
         format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(200)).into_bytes()
     })
@@ -41,9 +43,20 @@ async fn kill_9_loop(write_mode: &str) {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut config = base_config(&server, STREAM, "crash.>", &plugin("file"), &out, json!({"directory": "/out", "fsync": false, "write_mode": write_mode}));
+    let mut config = base_config(
+        &server,
+        STREAM,
+        "crash.>",
+        &plugin("file"),
+        &out,
+        json!({"directory": "/out", "fsync": false, "write_mode": write_mode}),
+    );
     // Unacked messages of a killed host come back after ack_wait: keep it short.
-    set(&mut config, "consumer_management.ack_wait_seconds", json!(2.0));
+    set(
+        &mut config,
+        "consumer_management.ack_wait_seconds",
+        json!(2.0),
+    );
     set(&mut config, "delivery.max_in_flight_batches", json!(2));
     let config_path = write_config(dir.path(), &config);
     let log_path = dir.path().join("sinkhost.log");
@@ -74,13 +87,24 @@ async fn kill_9_loop(write_mode: &str) {
         matches!(js.consumer_backlog(STREAM, "sinkhost").await, Ok((0, 0)))
     })
     .await;
-    assert!(drained && Instant::now() < deadline, "not drained:\n{}", host.log());
+    assert!(
+        drained && Instant::now() < deadline,
+        "not drained:\n{}",
+        host.log()
+    );
     assert_eq!(host.terminate(Duration::from_secs(30)), Some(0));
-    assert!(kills >= 3, "the host finished before it could be killed enough times ({kills})");
+    assert!(
+        kills >= 3,
+        "the host finished before it could be killed enough times ({kills})"
+    );
 
     let files = files_below(&out);
     let sequences: BTreeSet<u64> = files.iter().filter_map(|f| sequence_of(f)).collect();
-    assert_eq!(files.len() as u64, TOTAL, "exactly one record per message (killed {kills} times)");
+    assert_eq!(
+        files.len() as u64,
+        TOTAL,
+        "exactly one record per message (killed {kills} times)"
+    );
     assert_eq!(sequences.len() as u64, TOTAL, "no duplicate records");
     assert_eq!(sequences.first(), Some(&1));
     assert_eq!(sequences.last(), Some(&TOTAL));

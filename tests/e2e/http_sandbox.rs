@@ -21,7 +21,8 @@ const TOKEN: &str = "tok-7f3a9c1e-very-secret";
 /// What the probe recorded for the message with `sequence`.
 fn record(out: &Path, sequence: u64) -> Value {
     let path = out.join(format!("{STREAM}-{sequence}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     serde_json::from_str(&text).expect("probe record is JSON")
 }
 
@@ -32,7 +33,9 @@ async fn a_plugin_reaches_only_granted_origins_and_never_sees_the_credentials() 
     let unnamed_port = free_port();
     let server = NatsServer::start().expect("nats-server");
     let js = Js::connect(&server).await.expect("connect");
-    js.create_stream(STREAM, &["probe.>"]).await.expect("stream");
+    js.create_stream(STREAM, &["probe.>"])
+        .await
+        .expect("stream");
 
     let probes = [
         // 1: the granted origin; the plugin's own Authorization is replaced.
@@ -61,7 +64,14 @@ async fn a_plugin_reaches_only_granted_origins_and_never_sees_the_credentials() 
 
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut config = base_config(&server, STREAM, "probe.>", &test_plugin("http-probe"), &out, json!({"directory": "/out"}));
+    let mut config = base_config(
+        &server,
+        STREAM,
+        "probe.>",
+        &test_plugin("http-probe"),
+        &out,
+        json!({"directory": "/out"}),
+    );
     set(
         &mut config,
         "plugin.grants.http",
@@ -72,20 +82,32 @@ async fn a_plugin_reaches_only_granted_origins_and_never_sees_the_credentials() 
     );
     let path = write_config(dir.path(), &config);
     let log_path = dir.path().join("sinkhost.log");
-    let mut host = Host::start_with_env(&path, &log_path, &[("PROBE_TOKEN", TOKEN)]).expect("start");
+    let mut host =
+        Host::start_with_env(&path, &log_path, &[("PROBE_TOKEN", TOKEN)]).expect("start");
     let drained = wait_until(Duration::from_secs(60), || async {
         matches!(js.consumer_backlog(STREAM, "sinkhost").await, Ok((0, 0)))
     })
     .await;
     assert!(drained, "not drained:\n{}", host.log());
-    assert_eq!(host.terminate(Duration::from_secs(20)), Some(0), "{}", host.log());
+    assert_eq!(
+        host.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        host.log()
+    );
 
     // 1: delivered with the host's token, not the plugin's.
     let first = record(&out, 1);
     assert_eq!(first["status"], 200, "{first}");
     let at_granted = granted.requests();
-    let ingest = at_granted.iter().find(|r| r.path == "/ingest").expect("the granted request arrived");
-    assert_eq!(ingest.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+    let ingest = at_granted
+        .iter()
+        .find(|r| r.path == "/ingest")
+        .expect("the granted request arrived");
+    assert_eq!(
+        ingest.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
     assert_eq!(ingest.method, "POST");
     assert_eq!(ingest.body, b"hello");
     assert_eq!(ingest.header("x-probe"), Some("1"));
@@ -95,15 +117,25 @@ async fn a_plugin_reaches_only_granted_origins_and_never_sees_the_credentials() 
     assert_eq!(record(&out, 3)["error"], "HttpRequestDenied");
     let redirect = record(&out, 4);
     assert_eq!(redirect["status"], 302, "{redirect}");
-    assert_eq!(redirect["redirected_to"]["error"], "HttpRequestDenied", "{redirect}");
+    assert_eq!(
+        redirect["redirected_to"]["error"], "HttpRequestDenied",
+        "{redirect}"
+    );
     assert_eq!(record(&out, 5)["error"], "HttpRequestDenied");
     assert_eq!(record(&out, 6)["error"], "DestinationIpProhibited");
-    assert!(other.requests().is_empty(), "the server that is not granted was reached: {:?}", other.requests());
+    assert!(
+        other.requests().is_empty(),
+        "the server that is not granted was reached: {:?}",
+        other.requests()
+    );
 
     // 7: the response stops at the grant's limit.
     let big = record(&out, 7);
     let error = big["error"].as_str().unwrap_or_default();
-    assert!(error.contains("HttpResponseBodySize") || error.contains("body size exceeds limit"), "{big}");
+    assert!(
+        error.contains("HttpResponseBodySize") || error.contains("body size exceeds limit"),
+        "{big}"
+    );
 
     // 8: no environment, no arguments, no file outside the grant.
     let inspect = record(&out, 8);
@@ -117,7 +149,10 @@ async fn a_plugin_reaches_only_granted_origins_and_never_sees_the_credentials() 
     }
     let log = host.log();
     assert!(!log.contains(TOKEN), "the host log holds the token:\n{log}");
-    assert!(log.contains("origin not granted"), "refusals are logged:\n{log}");
+    assert!(
+        log.contains("origin not granted"),
+        "refusals are logged:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +160,14 @@ async fn a_plugin_that_needs_http_without_a_grant_is_refused_at_load() {
     let server = NatsServer::start().expect("nats-server");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let config = base_config(&server, STREAM, "probe.>", &test_plugin("http-probe"), &out, json!({"directory": "/out"}));
+    let config = base_config(
+        &server,
+        STREAM,
+        "probe.>",
+        &test_plugin("http-probe"),
+        &out,
+        json!({"directory": "/out"}),
+    );
     let path = write_config(dir.path(), &config);
     let (code, stdout, stderr) = sinkhost(&["validate", path.to_str().expect("utf-8 path")]);
     assert_ne!(code, 0, "{stdout}{stderr}");
@@ -144,7 +186,14 @@ async fn a_missing_credential_variable_stops_the_start_naming_it() {
     let server = NatsServer::start().expect("nats-server");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut config = base_config(&server, STREAM, "probe.>", &test_plugin("http-probe"), &out, json!({"directory": "/out"}));
+    let mut config = base_config(
+        &server,
+        STREAM,
+        "probe.>",
+        &test_plugin("http-probe"),
+        &out,
+        json!({"directory": "/out"}),
+    );
     set(
         &mut config,
         "plugin.grants.http",

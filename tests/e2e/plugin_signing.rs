@@ -9,7 +9,14 @@ use sinkhost_e2e::*;
 
 fn keygen(dir: &Path, name: &str, key_id: &str) -> (PathBuf, String) {
     let key = dir.join(name);
-    let (code, stdout, stderr) = sinkhost(&["plugin", "keygen", "--out", key.to_str().expect("utf-8"), "--key-id", key_id]);
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "keygen",
+        "--out",
+        key.to_str().expect("utf-8"),
+        "--key-id",
+        key_id,
+    ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let public = stdout
         .lines()
@@ -43,23 +50,60 @@ async fn only_plugins_signed_by_a_trusted_publisher_run() {
     assert!(stderr.contains("must not exist"), "{stderr}");
 
     let server = NatsServer::start().expect("nats-server");
-    let mut config: Value = base_config(&server, "S", "s.>", &plugin_path, &dir.path().join("out"), json!({"directory": "/out"}));
-    set(&mut config, "trust", json!({"publishers": [{"key_id": "acme-2026", "public_key_b64": public}]}));
+    let mut config: Value = base_config(
+        &server,
+        "S",
+        "s.>",
+        &plugin_path,
+        &dir.path().join("out"),
+        json!({"directory": "/out"}),
+    );
+    set(
+        &mut config,
+        "trust",
+        json!({"publishers": [{"key_id": "acme-2026", "public_key_b64": public}]}),
+    );
     let config_path = write_config(dir.path(), &config);
 
     let (code, output) = validate(&config_path);
     assert_ne!(code, 0);
-    assert!(output.contains("is not signed") && output.contains("file.wasm.sig"), "unsigned: {output}");
+    assert!(
+        output.contains("is not signed") && output.contains("file.wasm.sig"),
+        "unsigned: {output}"
+    );
 
     let plugin_arg = plugin_path.to_str().expect("utf-8");
-    let (code, stdout, stderr) = sinkhost(&["plugin", "sign", "--key", key.to_str().expect("utf-8"), plugin_arg]);
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "sign",
+        "--key",
+        key.to_str().expect("utf-8"),
+        plugin_arg,
+    ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let (code, output) = validate(&config_path);
     assert_eq!(code, 0, "signed by a trusted key: {output}");
-    let (code, stdout, stderr) = sinkhost(&["plugin", "verify", "--public-key-b64", &public, "--key-id", "acme-2026", plugin_arg]);
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "verify",
+        "--public-key-b64",
+        &public,
+        "--key-id",
+        "acme-2026",
+        plugin_arg,
+    ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("signed by trusted key acme-2026"), "{stdout}");
-    let (code, stdout, stderr) = sinkhost(&["plugin", "verify", "--config", config_path.to_str().expect("utf-8"), plugin_arg]);
+    assert!(
+        stdout.contains("signed by trusted key acme-2026"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "verify",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        plugin_arg,
+    ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 
     // One flipped byte.
@@ -70,24 +114,43 @@ async fn only_plugins_signed_by_a_trusted_publisher_run() {
     std::fs::write(&plugin_path, &tampered).expect("tamper");
     let (code, output) = validate(&config_path);
     assert_ne!(code, 0);
-    assert!(output.contains("does not match its signature"), "tampered: {output}");
+    assert!(
+        output.contains("does not match its signature"),
+        "tampered: {output}"
+    );
     std::fs::write(&plugin_path, &original).expect("restore");
 
     // Signed by a key the policy does not list.
     let mut stranger = config.clone();
-    set(&mut stranger, "trust", json!({"publishers": [{"key_id": "acme-2026-b", "public_key_b64": stranger_public}]}));
+    set(
+        &mut stranger,
+        "trust",
+        json!({"publishers": [{"key_id": "acme-2026-b", "public_key_b64": stranger_public}]}),
+    );
     let stranger_path = dir.path().join("stranger.json");
     std::fs::write(&stranger_path, serde_json::to_vec(&stranger).expect("json")).expect("write");
     let (code, output) = validate(&stranger_path);
     assert_ne!(code, 0);
-    assert!(output.contains("not among trust.publishers"), "unknown key: {output}");
+    assert!(
+        output.contains("not among trust.publishers"),
+        "unknown key: {output}"
+    );
 
     // A forger who reuses the trusted key id.
-    let (code, _, _) = sinkhost(&["plugin", "sign", "--key", forger_key.to_str().expect("utf-8"), plugin_arg]);
+    let (code, _, _) = sinkhost(&[
+        "plugin",
+        "sign",
+        "--key",
+        forger_key.to_str().expect("utf-8"),
+        plugin_arg,
+    ]);
     assert_eq!(code, 0);
     let (code, output) = validate(&config_path);
     assert_ne!(code, 0);
-    assert!(output.contains("signature by key `acme-2026` is invalid"), "forged: {output}");
+    assert!(
+        output.contains("signature by key `acme-2026` is invalid"),
+        "forged: {output}"
+    );
 
     // A stripped signature.
     std::fs::remove_file(dir.path().join("file.wasm.sig")).expect("strip");

@@ -15,7 +15,10 @@ const AES_ENV: &str = "SINKHOST_E2E_REF_AES";
 
 fn reference_python() -> String {
     let script = repo_root().join("tests/reference/setup-venv.sh");
-    let output = Command::new("bash").arg(script).output().expect("run setup-venv.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("run setup-venv.sh");
     assert!(
         output.status.success(),
         "cannot install nats-sinks[crypto] from PyPI: {}",
@@ -26,7 +29,11 @@ fn reference_python() -> String {
 
 fn run_reference(python: &str, args: &[&str]) {
     let script = repo_root().join("tests/reference/nats_sinks_roundtrip.py");
-    let output = Command::new(python).arg(script).args(args).output().expect("run reference");
+    let output = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run reference");
     assert!(
         output.status.success(),
         "reference {args:?} failed:\n{}{}",
@@ -45,34 +52,86 @@ async fn the_reference_signs_and_decrypts_what_sinkhost_verifies_and_encrypts() 
     js.create_stream("REF", &["ref.>"]).await.expect("stream");
     js.create_stream("DLQ", &["dlq.ref"]).await.expect("dlq");
     const COUNT: usize = 20;
-    run_reference(&python, &[
-        "publish", "--url", &server.url(), "--subject", "ref.events", "--count", &COUNT.to_string(),
-        "--key-b64", &hmac_key, "--key-id", "ref-k1",
-    ]);
+    run_reference(
+        &python,
+        &[
+            "publish",
+            "--url",
+            &server.url(),
+            "--subject",
+            "ref.events",
+            "--count",
+            &COUNT.to_string(),
+            "--key-b64",
+            &hmac_key,
+            "--key-id",
+            "ref-k1",
+        ],
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut config = base_config(&server, "REF", "ref.>", &plugin("file"), &out, json!({"directory": "/out", "fsync": false}));
-    set(&mut config, "dead_letter", json!({"enabled": true, "subject": "dlq.ref"}));
-    set(&mut config, "message_authenticity", json!({
-        "enabled": true,
-        "rules": [{"subject": "ref.>", "algorithm": "hmac-sha256", "key_id": "ref-k1", "key_b64_env": HMAC_ENV}]
-    }));
-    set(&mut config, "encryption", json!({"enabled": true, "key_id": "ref-enc", "key_b64_env": AES_ENV}));
+    let mut config = base_config(
+        &server,
+        "REF",
+        "ref.>",
+        &plugin("file"),
+        &out,
+        json!({"directory": "/out", "fsync": false}),
+    );
+    set(
+        &mut config,
+        "dead_letter",
+        json!({"enabled": true, "subject": "dlq.ref"}),
+    );
+    set(
+        &mut config,
+        "message_authenticity",
+        json!({
+            "enabled": true,
+            "rules": [{"subject": "ref.>", "algorithm": "hmac-sha256", "key_id": "ref-k1", "key_b64_env": HMAC_ENV}]
+        }),
+    );
+    set(
+        &mut config,
+        "encryption",
+        json!({"enabled": true, "key_id": "ref-enc", "key_b64_env": AES_ENV}),
+    );
     let config_path = write_config(dir.path(), &config);
     let env = [(HMAC_ENV, hmac_key.as_str()), (AES_ENV, aes_key.as_str())];
-    let mut host = Host::start_with_env(&config_path, &dir.path().join("sinkhost.log"), &env).expect("start");
+    let mut host =
+        Host::start_with_env(&config_path, &dir.path().join("sinkhost.log"), &env).expect("start");
     let drained = wait_until(Duration::from_secs(60), || async {
         matches!(js.consumer_backlog("REF", "sinkhost").await, Ok((0, 0)))
     })
     .await;
     assert!(drained, "{}", host.log());
-    assert_eq!(host.terminate(Duration::from_secs(20)), Some(0), "{}", host.log());
-    assert_eq!(js.stream_messages("DLQ").await.expect("dlq"), 0, "every reference signature must verify:\n{}", host.log());
+    assert_eq!(
+        host.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        js.stream_messages("DLQ").await.expect("dlq"),
+        0,
+        "every reference signature must verify:\n{}",
+        host.log()
+    );
     assert_eq!(files_below(&out).len(), COUNT);
 
-    run_reference(&python, &[
-        "verify-records", "--dir", out.to_str().expect("utf8"), "--count", &COUNT.to_string(),
-        "--key-b64", &aes_key, "--key-id", "ref-enc",
-    ]);
+    run_reference(
+        &python,
+        &[
+            "verify-records",
+            "--dir",
+            out.to_str().expect("utf8"),
+            "--count",
+            &COUNT.to_string(),
+            "--key-b64",
+            &aes_key,
+            "--key-id",
+            "ref-enc",
+        ],
+    );
 }

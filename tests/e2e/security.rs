@@ -28,7 +28,11 @@ fn signed(subject: &str, id: &str, payload: &[u8], key: &[u8]) -> Vec<(String, S
     let message = MessageToVerify::new(subject, &headers, payload);
     let fields = [SignedField::Subject, SignedField::MessageId];
     let signature = sign_hmac(key, "k1", &fields, &message).expect("sign");
-    headers.extend(authenticity_headers(AuthenticityAlgorithm::HmacSha256, "k1", &signature));
+    headers.extend(authenticity_headers(
+        AuthenticityAlgorithm::HmacSha256,
+        "k1",
+        &signature,
+    ));
     headers
 }
 
@@ -36,7 +40,9 @@ fn signed(subject: &str, id: &str, payload: &[u8], key: &[u8]) -> Vec<(String, S
 async fn only_genuine_messages_reach_the_sink_encrypted_with_custody() {
     let server = NatsServer::start().expect("nats-server");
     let js = Js::connect(&server).await.expect("connect");
-    js.create_stream(STREAM, &["secure.>"]).await.expect("stream");
+    js.create_stream(STREAM, &["secure.>"])
+        .await
+        .expect("stream");
     js.create_stream("DLQ", &["dlq.secure"]).await.expect("dlq");
 
     let subject = "secure.orders";
@@ -49,9 +55,20 @@ async fn only_genuine_messages_reach_the_sink_encrypted_with_custody() {
     }
     for i in 0..3 {
         // Unsigned.
-        publish(&js, subject, &[("Nats-Msg-Id".into(), format!("unsigned-{i}"))], b"{}").await;
+        publish(
+            &js,
+            subject,
+            &[("Nats-Msg-Id".into(), format!("unsigned-{i}"))],
+            b"{}",
+        )
+        .await;
         // Tampered: signed, then the payload changed.
-        let headers = signed(subject, &format!("tampered-{i}"), b"{\"amount\":1}", &HMAC_KEY);
+        let headers = signed(
+            subject,
+            &format!("tampered-{i}"),
+            b"{\"amount\":1}",
+            &HMAC_KEY,
+        );
         publish(&js, subject, &headers, b"{\"amount\":1000}").await;
         // Signed with a key the verifier does not hold.
         let headers = signed(subject, &format!("wrongkey-{i}"), b"{}", &OTHER_KEY);
@@ -60,41 +77,83 @@ async fn only_genuine_messages_reach_the_sink_encrypted_with_custody() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut config = base_config(&server, STREAM, "secure.>", &plugin("file"), &out, json!({"directory": "/out", "fsync": false}));
-    set(&mut config, "dead_letter", json!({"enabled": true, "subject": "dlq.secure"}));
-    set(&mut config, "message_authenticity", json!({
-        "enabled": true,
-        "rules": [{"subject": "secure.>", "algorithm": "hmac-sha256", "key_id": "k1", "key_b64_env": HMAC_ENV}]
-    }));
-    set(&mut config, "encryption", json!({
-        "enabled": false,
-        "rules": [{"subject": "secure.>", "key_id": "enc-1", "key_b64_env": AES_ENV}]
-    }));
-    set(&mut config, "custody", json!({"enabled": true, "algorithm": "sha256"}));
+    let mut config = base_config(
+        &server,
+        STREAM,
+        "secure.>",
+        &plugin("file"),
+        &out,
+        json!({"directory": "/out", "fsync": false}),
+    );
+    set(
+        &mut config,
+        "dead_letter",
+        json!({"enabled": true, "subject": "dlq.secure"}),
+    );
+    set(
+        &mut config,
+        "message_authenticity",
+        json!({
+            "enabled": true,
+            "rules": [{"subject": "secure.>", "algorithm": "hmac-sha256", "key_id": "k1", "key_b64_env": HMAC_ENV}]
+        }),
+    );
+    set(
+        &mut config,
+        "encryption",
+        json!({
+            "enabled": false,
+            "rules": [{"subject": "secure.>", "key_id": "enc-1", "key_b64_env": AES_ENV}]
+        }),
+    );
+    set(
+        &mut config,
+        "custody",
+        json!({"enabled": true, "algorithm": "sha256"}),
+    );
     let config_path = write_config(dir.path(), &config);
     let env = [(HMAC_ENV, b64(&HMAC_KEY)), (AES_ENV, b64(&AES_KEY))];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut host = Host::start_with_env(&config_path, &dir.path().join("sinkhost.log"), &env).expect("start");
+    let mut host =
+        Host::start_with_env(&config_path, &dir.path().join("sinkhost.log"), &env).expect("start");
 
     let drained = wait_until(Duration::from_secs(60), || async {
         matches!(js.consumer_backlog(STREAM, "sinkhost").await, Ok((0, 0)))
     })
     .await;
     assert!(drained, "not drained:\n{}", host.log());
-    assert_eq!(host.terminate(Duration::from_secs(20)), Some(0), "{}", host.log());
+    assert_eq!(
+        host.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        host.log()
+    );
 
     // Exactly the ten genuine messages were stored, encrypted, with custody.
     let files = files_below(&out);
     assert_eq!(files.len(), 10, "{}", host.log());
     let mut decrypted = Vec::new();
     for file in &files {
-        let record: Value = serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
         let envelope = &record["payload"]["_nats_sinks_encryption"];
         assert_eq!(envelope["algorithm"], "aes-256-gcm", "{record}");
         assert_eq!(envelope["key_id"], "enc-1");
-        assert!(record["custody"]["record_hash"].as_str().is_some_and(|h| h.len() == 64), "{record}");
+        assert!(
+            record["custody"]["record_hash"]
+                .as_str()
+                .is_some_and(|h| h.len() == 64),
+            "{record}"
+        );
         let (code, plaintext, stderr) = sinkhost_with_env(
-            &["decrypt", "--key-id", "enc-1", "--key-b64-env", AES_ENV, file.to_str().expect("utf8")],
+            &[
+                "decrypt",
+                "--key-id",
+                "enc-1",
+                "--key-b64-env",
+                AES_ENV,
+                file.to_str().expect("utf8"),
+            ],
             &env,
         );
         assert_eq!(code, 0, "{stderr}");
@@ -130,8 +189,13 @@ async fn only_genuine_messages_reach_the_sink_encrypted_with_custody() {
 }
 
 async fn publish(js: &Js, subject: &str, headers: &[(String, String)], payload: &[u8]) {
-    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    js.publish_with_headers(subject, &pairs, payload).await.expect("publish");
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    js.publish_with_headers(subject, &pairs, payload)
+        .await
+        .expect("publish");
 }
 
 #[test]
@@ -156,8 +220,15 @@ fn keys_generate_prints_usable_material() {
     for algorithm in ["hmac-sha256", "aes-256-gcm", "ed25519"] {
         let (code, stdout, stderr) = sinkhost(&["keys", "generate", "--algorithm", algorithm]);
         assert_eq!(code, 0, "{stderr}");
-        let value = stdout.lines().next().and_then(|l| l.split_once('=')).map(|(_, v)| v.to_string()).unwrap_or_default();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(value).expect("base64");
+        let value = stdout
+            .lines()
+            .next()
+            .and_then(|l| l.split_once('='))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .expect("base64");
         assert_eq!(bytes.len(), 32, "{algorithm}: {stdout}");
     }
 }

@@ -82,12 +82,21 @@ impl MariaDb {
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"])
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ])
             .args(server_options(dir.path()));
         if is_root() {
             install.arg("--user=root");
         }
-        run_logged(install, &dir.path().join("install.log"), INIT_TIMEOUT, "mariadb-install-db")?;
+        run_logged(
+            install,
+            &dir.path().join("install.log"),
+            INIT_TIMEOUT,
+            "mariadb-install-db",
+        )?;
 
         let mut server = Self {
             child: None,
@@ -97,7 +106,10 @@ impl MariaDb {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             server.port = crate::free_port();
-            match server.spawn(&binaries.server).and_then(|()| server.wait_ready()) {
+            match server
+                .spawn(&binaries.server)
+                .and_then(|()| server.wait_ready())
+            {
                 Ok(()) => break,
                 Err(err) => {
                     server.kill();
@@ -106,7 +118,10 @@ impl MariaDb {
             }
         }
         if server.child.is_none() {
-            bail!("MariaDB did not start in {START_ATTEMPTS} attempts:\n{}", failures.join("\n---\n"));
+            bail!(
+                "MariaDB did not start in {START_ATTEMPTS} attempts:\n{}",
+                failures.join("\n---\n")
+            );
         }
         server
             .root_sql(
@@ -132,7 +147,10 @@ impl MariaDb {
 
     /// `mysql://sinkhost:sinkhost-test-password@127.0.0.1:PORT/sinkhost`.
     pub fn url(&self) -> String {
-        format!("mysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{}/{DB_NAME}", self.port)
+        format!(
+            "mysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{}/{DB_NAME}",
+            self.port
+        )
     }
 
     /// `mysql://sinkhost@127.0.0.1:PORT/sinkhost`, for configs that pass the
@@ -157,7 +175,12 @@ impl MariaDb {
 
     /// Like [`MariaDb::query`], as `user` with `password` over TCP (into
     /// [`DB_NAME`]), e.g. to check that a wrong password is refused.
-    pub fn query_as(&self, user: &str, password: &str, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    pub fn query_as(
+        &self,
+        user: &str,
+        password: &str,
+        sql: &str,
+    ) -> anyhow::Result<Vec<Vec<String>>> {
         let mut command = self.client()?;
         command
             .args(["--protocol=TCP", "--host=127.0.0.1"])
@@ -167,6 +190,28 @@ impl MariaDb {
             .env("MYSQL_PWD", password);
         let output = run_sql(command, sql, &format!("mariadb as {user} over TCP"))?;
         Ok(parse_rows(&output))
+    }
+
+    /// A command line (argv) that runs `sql` as [`DB_USER`] over TCP and
+    /// prints the rows, for tools that take a command (`sinkhost certify`'s
+    /// verifier).
+    pub fn query_command(&self, sql: &str) -> anyhow::Result<Vec<String>> {
+        let client = MariaDbBinaries::find()?.client;
+        Ok(vec![
+            "env".into(),
+            format!("MYSQL_PWD={DB_PASSWORD}"),
+            client.display().to_string(),
+            "--no-defaults".into(),
+            "--batch".into(),
+            "--skip-column-names".into(),
+            "--protocol=TCP".into(),
+            "--host=127.0.0.1".into(),
+            format!("--port={}", self.port),
+            format!("--user={DB_USER}"),
+            DB_NAME.into(),
+            "-e".into(),
+            sql.into(),
+        ])
     }
 
     /// Runs `sql` as `root` (all privileges) through the Unix socket, in
@@ -197,14 +242,20 @@ impl MariaDb {
         }
         let _ = child.kill();
         let _ = child.wait();
-        bail!("MariaDB did not stop within {STOP_TIMEOUT:?}; killed it:\n{}", self.log_tail())
+        bail!(
+            "MariaDB did not stop within {STOP_TIMEOUT:?}; killed it:\n{}",
+            self.log_tail()
+        )
     }
 
     /// Starts the stopped server again on the same port with the same data and
     /// waits until it accepts connections.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {
-            bail!("MariaDB on port {} is still running: stop it first", self.port);
+            bail!(
+                "MariaDB on port {} is still running: stop it first",
+                self.port
+            );
         }
         let binaries = MariaDbBinaries::find()?;
         self.spawn(&binaries.server)?;
@@ -237,12 +288,22 @@ impl MariaDb {
         let mut command = Command::new(server);
         command
             .arg("--no-defaults")
-            .arg(format!("--datadir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--datadir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--port={}", self.port))
             .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!("--pid-file={}", self.dir.path().join("mariadbd.pid").display()))
-            .args(["--skip-name-resolve", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci"])
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.path().join("mariadbd.pid").display()
+            ))
+            .args([
+                "--skip-name-resolve",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+            ])
             .args(server_options(self.dir.path()));
         if is_root() {
             command.arg("--user=root");
@@ -268,13 +329,21 @@ impl MariaDb {
             };
             if let Some(status) = child.try_wait()? {
                 self.child = None;
-                bail!("MariaDB on port {} exited ({status}):\n{}", self.port, self.log_tail());
+                bail!(
+                    "MariaDB on port {} exited ({status}):\n{}",
+                    self.port,
+                    self.log_tail()
+                );
             }
             if self.socket().exists() && self.root_sql(None, "SELECT 1").is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("MariaDB on port {} was not ready within {READY_TIMEOUT:?}:\n{}", self.port, self.log_tail());
+                bail!(
+                    "MariaDB on port {} was not ready within {READY_TIMEOUT:?}:\n{}",
+                    self.port,
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -297,7 +366,12 @@ impl MariaDb {
         // --no-defaults must come first.
         command
             .arg("--no-defaults")
-            .args(["--batch", "--skip-column-names", "--raw", "--default-character-set=utf8mb4"])
+            .args([
+                "--batch",
+                "--skip-column-names",
+                "--raw",
+                "--default-character-set=utf8mb4",
+            ])
             .args(["--connect-timeout=10"]);
         remove_client_env(&mut command);
         Ok(command)
@@ -339,8 +413,10 @@ impl MariaDbBinaries {
     fn find() -> anyhow::Result<Self> {
         let hint = "MariaDB is not installed: run `bash tests/databases/setup.sh`";
         Ok(Self {
-            install_db: find_program("mariadb-install-db", &["/usr/bin", "/usr/local/bin"]).context(hint)?,
-            server: find_program("mariadbd", &["/usr/sbin", "/usr/local/sbin", "/usr/bin"]).context(hint)?,
+            install_db: find_program("mariadb-install-db", &["/usr/bin", "/usr/local/bin"])
+                .context(hint)?,
+            server: find_program("mariadbd", &["/usr/sbin", "/usr/local/sbin", "/usr/bin"])
+                .context(hint)?,
             client: find_program("mariadb", &["/usr/bin", "/usr/local/bin"]).context(hint)?,
         })
     }
@@ -383,9 +459,19 @@ impl Postgres {
         initdb
             .arg("--pgdata")
             .arg(server.data())
-            .args(["--username=postgres", "--encoding=UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"]);
-        run_logged(initdb, &server.dir.path().join("initdb.log"), INIT_TIMEOUT, "initdb")?;
+        run_logged(
+            initdb,
+            &server.dir.path().join("initdb.log"),
+            INIT_TIMEOUT,
+            "initdb",
+        )?;
         // The superuser only through the socket; everyone over TCP from
         // loopback with a password.
         std::fs::write(
@@ -414,7 +500,10 @@ impl Postgres {
             }
         }
         if !server.running {
-            bail!("PostgreSQL did not start in {START_ATTEMPTS} attempts:\n{}", failures.join("\n---\n"));
+            bail!(
+                "PostgreSQL did not start in {START_ATTEMPTS} attempts:\n{}",
+                failures.join("\n---\n")
+            );
         }
         server
             .admin_sql(
@@ -435,7 +524,10 @@ impl Postgres {
 
     /// `postgres://sinkhost:sinkhost-test-password@127.0.0.1:PORT/sinkhost`.
     pub fn url(&self) -> String {
-        format!("postgres://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{}/{DB_NAME}", self.port)
+        format!(
+            "postgres://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{}/{DB_NAME}",
+            self.port
+        )
     }
 
     /// `postgres://sinkhost@127.0.0.1:PORT/sinkhost`, for configs that pass
@@ -463,14 +555,48 @@ impl Postgres {
 
     /// Like [`Postgres::query`], as `user` with `password` over TCP (into
     /// [`DB_NAME`]), e.g. to check that a wrong password is refused.
-    pub fn query_as(&self, user: &str, password: &str, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    pub fn query_as(
+        &self,
+        user: &str,
+        password: &str,
+        sql: &str,
+    ) -> anyhow::Result<Vec<Vec<String>>> {
         let mut command = self.client();
         command
             .args(["--host=127.0.0.1", &format!("--port={}", self.port)])
-            .args([&format!("--username={user}"), &format!("--dbname={DB_NAME}")])
+            .args([
+                &format!("--username={user}"),
+                &format!("--dbname={DB_NAME}"),
+            ])
             .env("PGPASSWORD", password);
         let output = run_sql(command, sql, &format!("psql as {user} over TCP"))?;
         Ok(parse_rows(&output))
+    }
+
+    /// A command line (argv) that runs `sql` as [`DB_USER`] over TCP and
+    /// prints the rows, for tools that take a command (`sinkhost certify`'s
+    /// verifier).
+    pub fn query_command(&self, sql: &str) -> Vec<String> {
+        let psql = self.bin.join("psql");
+        let psql = if psql.exists() {
+            psql
+        } else {
+            PathBuf::from("psql")
+        };
+        vec![
+            "env".into(),
+            format!("PGPASSWORD={DB_PASSWORD}"),
+            psql.display().to_string(),
+            "--no-psqlrc".into(),
+            "--no-password".into(),
+            "--no-align".into(),
+            "--tuples-only".into(),
+            "--host=127.0.0.1".into(),
+            format!("--port={}", self.port),
+            format!("--username={DB_USER}"),
+            format!("--dbname={DB_NAME}"),
+            format!("--command={sql}"),
+        ]
     }
 
     /// Runs `sql` as the superuser `postgres` through the Unix socket, in
@@ -500,7 +626,10 @@ impl Postgres {
     /// waits until it accepts connections.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         if self.running {
-            bail!("PostgreSQL on port {} is still running: stop it first", self.port);
+            bail!(
+                "PostgreSQL on port {} is still running: stop it first",
+                self.port
+            );
         }
         self.pg_ctl_start().inspect_err(|_| self.kill())
     }
@@ -549,7 +678,11 @@ impl Postgres {
             .arg(self.data())
             .arg("--log")
             .arg(self.log_path())
-            .args(["--wait", &format!("--timeout={}", READY_TIMEOUT.as_secs()), "--silent"]);
+            .args([
+                "--wait",
+                &format!("--timeout={}", READY_TIMEOUT.as_secs()),
+                "--silent",
+            ]);
         // Counted as running from here, so that a failure below still stops
         // whatever did start.
         self.running = true;
@@ -560,21 +693,36 @@ impl Postgres {
             "pg_ctl start",
         );
         if let Err(err) = started {
-            bail!("PostgreSQL on port {}: {err:#}\nserver log:\n{}", self.port, self.log_tail());
+            bail!(
+                "PostgreSQL on port {}: {err:#}\nserver log:\n{}",
+                self.port,
+                self.log_tail()
+            );
         }
-        self.admin_sql("postgres", "SELECT 1")
-            .with_context(|| format!("PostgreSQL on port {} started but does not answer:\n{}", self.port, self.log_tail()))?;
+        self.admin_sql("postgres", "SELECT 1").with_context(|| {
+            format!(
+                "PostgreSQL on port {} started but does not answer:\n{}",
+                self.port,
+                self.log_tail()
+            )
+        })?;
         Ok(())
     }
 
     fn pg_ctl_stop(&self, mode: &str) -> anyhow::Result<()> {
         let mut command = self.as_server_user(&self.bin.join("pg_ctl"));
-        command
-            .arg("stop")
-            .arg("--pgdata")
-            .arg(self.data())
-            .args([&format!("--mode={mode}"), "--wait", &format!("--timeout={}", STOP_TIMEOUT.as_secs()), "--silent"]);
-        run_logged(command, &self.dir.path().join("pg_ctl.log"), STOP_TIMEOUT + Duration::from_secs(10), "pg_ctl stop")
+        command.arg("stop").arg("--pgdata").arg(self.data()).args([
+            &format!("--mode={mode}"),
+            "--wait",
+            &format!("--timeout={}", STOP_TIMEOUT.as_secs()),
+            "--silent",
+        ]);
+        run_logged(
+            command,
+            &self.dir.path().join("pg_ctl.log"),
+            STOP_TIMEOUT + Duration::from_secs(10),
+            "pg_ctl stop",
+        )
     }
 
     /// Stops the server at once (`pg_ctl stop -m immediate`), falling back to
@@ -586,16 +734,24 @@ impl Postgres {
             return;
         }
         let mut command = self.as_server_user(&self.bin.join("pg_ctl"));
-        command
-            .arg("stop")
-            .arg("--pgdata")
-            .arg(self.data())
-            .args(["--mode=immediate", "--wait", "--timeout=10", "--silent"]);
-        let stopped = run_logged(command, &self.dir.path().join("pg_ctl.log"), Duration::from_secs(15), "pg_ctl stop");
+        command.arg("stop").arg("--pgdata").arg(self.data()).args([
+            "--mode=immediate",
+            "--wait",
+            "--timeout=10",
+            "--silent",
+        ]);
+        let stopped = run_logged(
+            command,
+            &self.dir.path().join("pg_ctl.log"),
+            Duration::from_secs(15),
+            "pg_ctl stop",
+        );
         if stopped.is_err() {
-            let pid = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|text| text.lines().next().and_then(|line| line.trim().parse::<libc::pid_t>().ok()));
+            let pid = std::fs::read_to_string(&pid_file).ok().and_then(|text| {
+                text.lines()
+                    .next()
+                    .and_then(|line| line.trim().parse::<libc::pid_t>().ok())
+            });
             if let Some(pid) = pid.filter(|pid| *pid > 0) {
                 // SAFETY: plain kill(2) on the postmaster's pid.
                 unsafe {
@@ -621,13 +777,29 @@ impl Postgres {
     /// between columns, `NULL` for null.
     fn client(&self) -> Command {
         let psql = self.bin.join("psql");
-        let mut command = Command::new(if psql.exists() { psql } else { PathBuf::from("psql") });
+        let mut command = Command::new(if psql.exists() {
+            psql
+        } else {
+            PathBuf::from("psql")
+        });
         command
-            .args(["--no-psqlrc", "--no-password", "--set=ON_ERROR_STOP=1", "--quiet"])
-            .args(["--no-align", "--tuples-only", "--field-separator=\t", "--pset=null=NULL"])
+            .args([
+                "--no-psqlrc",
+                "--no-password",
+                "--set=ON_ERROR_STOP=1",
+                "--quiet",
+            ])
+            .args([
+                "--no-align",
+                "--tuples-only",
+                "--field-separator=\t",
+                "--pset=null=NULL",
+            ])
             .args(["--file=-"]);
         remove_client_env(&mut command);
-        command.env("PGCONNECT_TIMEOUT", "10").env("PGCLIENTENCODING", "UTF8");
+        command
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGCLIENTENCODING", "UTF8");
         command
     }
 
@@ -682,8 +854,12 @@ fn postgres_bin() -> anyhow::Result<PathBuf> {
 fn postgres_tempdir() -> anyhow::Result<tempfile::TempDir> {
     let mut builder = tempfile::Builder::new();
     builder.prefix("sinkhost-pg-");
-    let dir = if is_root() { builder.tempdir_in("/tmp") } else { builder.tempdir() }
-        .context("creating a temporary directory for PostgreSQL")?;
+    let dir = if is_root() {
+        builder.tempdir_in("/tmp")
+    } else {
+        builder.tempdir()
+    }
+    .context("creating a temporary directory for PostgreSQL")?;
     chown_to_server_user(dir.path())?;
     Ok(dir)
 }
@@ -694,7 +870,8 @@ fn chown_to_server_user(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let (uid, gid) = user_ids("postgres")?;
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).with_context(|| format!("chown postgres {}", path.display()))
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown postgres {}", path.display()))
 }
 
 /// Uid and gid of a local user.
@@ -737,7 +914,10 @@ fn find_program(name: &str, extra: &[&str]) -> anyhow::Result<PathBuf> {
 fn remove_client_env(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if let Some(key_str) = key.to_str() {
-            if key_str.starts_with("PG") || key_str.starts_with("MYSQL") || key_str.starts_with("MARIADB") {
+            if key_str.starts_with("PG")
+                || key_str.starts_with("MYSQL")
+                || key_str.starts_with("MARIADB")
+            {
                 command.env_remove(&key);
             }
         }
@@ -752,12 +932,23 @@ struct Finished {
 }
 
 /// Runs `command` with `input` on stdin, killing it after `timeout`.
-fn run_with_timeout(mut command: Command, input: Option<&str>, timeout: Duration, what: &str) -> anyhow::Result<Finished> {
+fn run_with_timeout(
+    mut command: Command,
+    input: Option<&str>,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<Finished> {
     command
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().with_context(|| format!("starting {what}"))?;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
     let writer = child.stdin.take().map(|mut stdin| {
         let input = input.unwrap_or_default().to_owned();
         // A client that exits early closes the pipe: that is not our error.
@@ -800,7 +991,12 @@ fn run_with_timeout(mut command: Command, input: Option<&str>, timeout: Duration
 fn run_sql(command: Command, sql: &str, what: &str) -> anyhow::Result<String> {
     let finished = run_with_timeout(command, Some(sql), CLIENT_TIMEOUT, what)?;
     if !finished.status.success() {
-        bail!("{what} failed ({}): {}\nSQL: {}", finished.status, finished.stderr.trim(), abbreviate(sql));
+        bail!(
+            "{what} failed ({}): {}\nSQL: {}",
+            finished.status,
+            finished.stderr.trim(),
+            abbreviate(sql)
+        );
     }
     Ok(finished.stdout)
 }
@@ -810,11 +1006,19 @@ fn run_sql(command: Command, sql: &str, what: &str) -> anyhow::Result<String> {
 fn run_logged(command: Command, log: &Path, timeout: Duration, what: &str) -> anyhow::Result<()> {
     let finished = run_with_timeout(command, None, timeout, what)?;
     let output = format!("{}{}", finished.stdout, finished.stderr);
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
         let _ = file.write_all(output.as_bytes());
     }
     if !finished.status.success() {
-        bail!("{what} failed ({}):\n{}", finished.status, tail(&output, LOG_TAIL_LINES));
+        bail!(
+            "{what} failed ({}):\n{}",
+            finished.status,
+            tail(&output, LOG_TAIL_LINES)
+        );
     }
     Ok(())
 }
@@ -855,7 +1059,10 @@ mod tests {
         assert_eq!(parse_rows("\n"), vec![vec![String::new()]]);
         assert_eq!(
             parse_rows("1\ta\n2\tNULL\n"),
-            vec![vec!["1".to_owned(), "a".to_owned()], vec!["2".to_owned(), "NULL".to_owned()]]
+            vec![
+                vec!["1".to_owned(), "a".to_owned()],
+                vec!["2".to_owned(), "NULL".to_owned()]
+            ]
         );
     }
 }

@@ -31,7 +31,10 @@ pub struct Recorded {
 impl Recorded {
     /// The first value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -84,13 +87,21 @@ impl HttpReceiver {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = Arc::clone(&shared);
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| handle(Arc::clone(&state), request));
+                    let service = hyper::service::service_fn(move |request| {
+                        handle(Arc::clone(&state), request)
+                    });
                     let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
                 });
             }
         });
-        Ok(Self { address, state, task })
+        Ok(Self {
+            address,
+            state,
+            task,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -105,7 +116,11 @@ impl HttpReceiver {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Changes how the server answers.
@@ -131,17 +146,33 @@ impl Drop for HttpReceiver {
     }
 }
 
-async fn handle(state: Arc<State>, request: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
     let recorded = Recorded {
         method: parts.method.to_string(),
         path: path.clone(),
         headers: parts
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
     };
@@ -163,7 +194,9 @@ fn respond(request: &Recorded, answer: &Answer) -> Response<Full<Bytes>> {
     if let Some(to) = request.path.strip_prefix("/redirect?to=") {
         let mut response = build(302, Vec::new());
         if let Ok(location) = to.parse() {
-            response.headers_mut().insert(hyper::header::LOCATION, location);
+            response
+                .headers_mut()
+                .insert(hyper::header::LOCATION, location);
         }
         return response;
     }
@@ -178,9 +211,14 @@ fn respond(request: &Recorded, answer: &Answer) -> Response<Full<Bytes>> {
     if !active || answer.status == 200 {
         return build(200, b"ok".to_vec());
     }
-    let mut response = build(answer.status, format!("status {}", answer.status).into_bytes());
+    let mut response = build(
+        answer.status,
+        format!("status {}", answer.status).into_bytes(),
+    );
     if let Some(retry_after) = answer.retry_after.as_ref().and_then(|v| v.parse().ok()) {
-        response.headers_mut().insert(hyper::header::RETRY_AFTER, retry_after);
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, retry_after);
     }
     response
 }

@@ -131,9 +131,21 @@ impl Drop for NatsServer {
 }
 
 fn spawn_nats(port: u16, monitor_port: u16, store: &Path) -> anyhow::Result<Child> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(store.join("nats-server.log"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(store.join("nats-server.log"))?;
     Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-m", &monitor_port.to_string(), "-sd"])
+        .args([
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            &monitor_port.to_string(),
+            "-sd",
+        ])
         .arg(store)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -191,8 +203,10 @@ impl Js {
     /// Publishes `count` small JSON messages `{"n": i}` on `subject`, each
     /// confirmed by the stream. Publishes are pipelined in windows.
     pub async fn publish_json(&self, subject: &str, count: usize) -> anyhow::Result<()> {
-        self.publish_many(subject, count, |i| json!({"n": i, "kind": "test"}).to_string().into_bytes())
-            .await
+        self.publish_many(subject, count, |i| {
+            json!({"n": i, "kind": "test"}).to_string().into_bytes()
+        })
+        .await
     }
 
     /// Publishes `count` messages built by `make`, confirmed by the stream.
@@ -205,7 +219,10 @@ impl Js {
         const WINDOW: usize = 512;
         let mut pending = Vec::with_capacity(WINDOW);
         for i in 0..count {
-            let ack = self.context.publish(subject.to_string(), make(i).into()).await?;
+            let ack = self
+                .context
+                .publish(subject.to_string(), make(i).into())
+                .await?;
             pending.push(ack);
             if pending.len() == WINDOW {
                 for ack in pending.drain(..) {
@@ -245,35 +262,56 @@ impl Js {
     /// the server may count it there and in `num_ack_pending` at once.
     pub async fn unacked(&self, stream: &str, consumer: &str) -> anyhow::Result<u64> {
         let mut stream = self.context.get_stream(stream).await?;
-        let last_sequence = stream.info().await.map_err(|err| anyhow::anyhow!("stream info: {err}"))?.state.last_sequence;
-        let mut consumer: jetstream::consumer::PullConsumer = stream
-            .get_consumer(consumer)
+        let last_sequence = stream
+            .info()
             .await
-            .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
-        let info = consumer.info().await.map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
+            .map_err(|err| anyhow::anyhow!("stream info: {err}"))?
+            .state
+            .last_sequence;
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream
+                .get_consumer(consumer)
+                .await
+                .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
+        let info = consumer
+            .info()
+            .await
+            .map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
         let never_delivered = last_sequence.saturating_sub(info.delivered.stream_sequence);
         Ok(never_delivered + info.num_ack_pending as u64)
     }
 
     /// `(num_pending, num_ack_pending)` of a consumer.
-    pub async fn consumer_backlog(&self, stream: &str, consumer: &str) -> anyhow::Result<(u64, u64)> {
+    pub async fn consumer_backlog(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> anyhow::Result<(u64, u64)> {
         let stream = self.context.get_stream(stream).await?;
-        let mut consumer: jetstream::consumer::PullConsumer = stream
-            .get_consumer(consumer)
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream
+                .get_consumer(consumer)
+                .await
+                .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
+        let info = consumer
+            .info()
             .await
-            .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
-        let info = consumer.info().await.map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
+            .map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
         Ok((info.num_pending, info.num_ack_pending as u64))
     }
 
     /// Messages the consumer had to redeliver so far.
     pub async fn redelivered(&self, stream: &str, consumer: &str) -> anyhow::Result<u64> {
         let stream = self.context.get_stream(stream).await?;
-        let mut consumer: jetstream::consumer::PullConsumer = stream
-            .get_consumer(consumer)
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream
+                .get_consumer(consumer)
+                .await
+                .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
+        let info = consumer
+            .info()
             .await
-            .map_err(|err| anyhow::anyhow!("get consumer: {err}"))?;
-        let info = consumer.info().await.map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
+            .map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
         Ok(info.num_redelivered as u64)
     }
 
@@ -284,7 +322,10 @@ impl Js {
     }
 
     /// Reads every message of a stream (for checking DLQ records).
-    pub async fn read_all(&self, stream: &str) -> anyhow::Result<Vec<async_nats::jetstream::message::StreamMessage>> {
+    pub async fn read_all(
+        &self,
+        stream: &str,
+    ) -> anyhow::Result<Vec<async_nats::jetstream::message::StreamMessage>> {
         let stream_handle = self.context.get_stream(stream).await?;
         let total = self.stream_messages(stream).await?;
         let mut out = Vec::new();
@@ -302,7 +343,12 @@ impl Js {
 /// Seconds a running `host` takes to drain `stream` (consumer `sinkhost`):
 /// from the first moment the consumer holds work to nothing pending and
 /// nothing unACKed. For benches; fails after `timeout` with the host log.
-pub async fn seconds_to_drain(js: &Js, stream: &str, host: &Host, timeout: Duration) -> anyhow::Result<f64> {
+pub async fn seconds_to_drain(
+    js: &Js,
+    stream: &str,
+    host: &Host,
+    timeout: Duration,
+) -> anyhow::Result<f64> {
     let deadline = Instant::now() + timeout;
     let mut first = None;
     loop {
@@ -320,7 +366,9 @@ pub async fn seconds_to_drain(js: &Js, stream: &str, host: &Host, timeout: Durat
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(first.map(|started| started.elapsed().as_secs_f64()).unwrap_or(f64::NAN))
+    Ok(first
+        .map(|started| started.elapsed().as_secs_f64())
+        .unwrap_or(f64::NAN))
 }
 
 /// Writes a sinkhost config into `dir/config.json` and returns its path.
@@ -332,7 +380,14 @@ pub fn write_config(dir: &Path, config: &Value) -> PathBuf {
 
 /// A config for `plugin` consuming `stream`/`subject` on `server`, granting
 /// `out_dir` read-write as `/out`. Adjust fields with [`set`].
-pub fn base_config(server: &NatsServer, stream: &str, subject: &str, plugin: &Path, out_dir: &Path, sink: Value) -> Value {
+pub fn base_config(
+    server: &NatsServer,
+    stream: &str,
+    subject: &str,
+    plugin: &Path,
+    out_dir: &Path,
+    sink: Value,
+) -> Value {
     json!({
         "nats": {"url": server.url(), "stream": stream, "consumer": "sinkhost", "subject": subject},
         "delivery": {"batch_size": 100, "batch_timeout_ms": 200, "retry_backoff_ms": 100, "retry_backoff_max_ms": 500},
@@ -374,8 +429,15 @@ impl Host {
     }
 
     /// Starts `sinkhost run CONFIG` with extra environment variables (keys).
-    pub fn start_with_env(config: &Path, log_path: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path)?;
+    pub fn start_with_env(
+        config: &Path,
+        log_path: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)?;
         let child = Command::new(sinkhost_bin())
             .arg("run")
             .arg(config)

