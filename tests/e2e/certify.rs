@@ -462,3 +462,55 @@ fn the_mysql_sink_is_certified_against_a_real_mariadb() {
         assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_sink_is_certified_against_a_receiver_that_drops_duplicates() {
+    let receiver = sinkhost_e2e::http_receiver::HttpReceiver::start().await.expect("receiver");
+    let work = tempfile::tempdir().expect("tempdir");
+    let received = work.path().join("received");
+    std::fs::create_dir_all(&received).expect("dir");
+    receiver.store_by_idempotency_key(&received);
+    // A message the receiver refuses for its content: a permanent failure.
+    receiver.answer(sinkhost_e2e::http_receiver::Answer {
+        status: 422,
+        when_body_contains: Some("reject-me".into()),
+        ..Default::default()
+    });
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let sink = |origin: &str| json!({"url": format!("{origin}/events"), "mode": "per_message", "body": "record"});
+    let shown = received.display();
+    let config = json!({
+        "nats": {"url": "nats://127.0.0.1:4222", "stream": "UNUSED", "consumer": "unused", "subject": "unused.>"},
+        "delivery": {"batch_size": 100, "batch_timeout_ms": 200, "max_in_flight_batches": 2},
+        "plugin": {
+            "path": plugin("http"),
+            "grants": {"http": [{"origin": receiver.origin(), "allowed_addresses": ["127.0.0.1"]}]},
+            "limits": {"memory_mb": 64, "call_timeout_ms": 15000}
+        },
+        "sink": sink(&receiver.origin()),
+        "certification": {
+            "verifier": ["sh", "-c", format!("ls {shown} | wc -l")],
+            "record_lookup": ["sh", "-c", format!("grep -rl -- \"$SINKHOST_CERTIFY_MESSAGE_ID\" {shown} | head -n 1 | xargs cat")],
+            "bad_sink_configs": [{"url": "ftp://example.com/x"}, {"url": format!("{}/x", receiver.origin()), "mode": "carrier-pigeon"}],
+            "unavailable": {
+                "grants": {"http": [{"origin": closed, "allowed_addresses": ["127.0.0.1"], "timeout_ms": 2000}]},
+                "sink": sink(&closed)
+            },
+            "rejected_message": {"payload_text": "reject-me"},
+            "messages": 1000,
+            "throughput_floor_msgs_per_s": 100
+        }
+    });
+    let http = plugin("http");
+    let work_path = work.path().to_path_buf();
+    let (code, output, report) = tokio::task::spawn_blocking(move || certify(&work_path, &config, &http, &[], &[]))
+        .await
+        .expect("certify");
+    assert_eq!(code, 0, "the http sink passes:\n{output}");
+    for check in ALL_CHECKS {
+        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    }
+    let classification = report["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "error-classification")).cloned();
+    let detail = classification.map(|c| c["detail"].to_string()).unwrap_or_default();
+    assert!(detail.contains("refused as permanent alone") && detail.contains("transient"), "{detail}");
+}

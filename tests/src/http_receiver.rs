@@ -67,6 +67,7 @@ impl Default for Answer {
 struct State {
     requests: Mutex<Vec<Recorded>>,
     answer: Mutex<Answer>,
+    store_dir: Mutex<Option<std::path::PathBuf>>,
 }
 
 /// The running server; stops when dropped.
@@ -130,6 +131,16 @@ impl HttpReceiver {
         }
     }
 
+    /// From now on, also keeps every successfully answered request body as
+    /// `dir/<Idempotency-Key>` (a later copy replaces an earlier one), as a
+    /// receiver that drops duplicates would: a durable destination that
+    /// `sinkhost certify` can count.
+    pub fn store_by_idempotency_key(&self, dir: &std::path::Path) {
+        if let Ok(mut store) = self.state.store_dir.lock() {
+            *store = Some(dir.to_path_buf());
+        }
+    }
+
     /// Answers `status` for `duration`, then 200.
     pub fn fail_for(&self, status: u16, duration: Duration) {
         self.answer(Answer {
@@ -178,6 +189,13 @@ async fn handle(
     };
     let answer = state.answer.lock().map(|a| a.clone()).unwrap_or_default();
     let response = respond(&recorded, &answer);
+    let store = state.store_dir.lock().ok().and_then(|dir| dir.clone());
+    if let (Some(dir), true) = (store, response.status().is_success()) {
+        if let Some(key) = recorded.header("idempotency-key") {
+            let name: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+            let _ = std::fs::write(dir.join(name), &recorded.body);
+        }
+    }
     if let Ok(mut requests) = state.requests.lock() {
         requests.push(recorded);
     }
