@@ -465,7 +465,9 @@ fn the_mysql_sink_is_certified_against_a_real_mariadb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_sink_is_certified_against_a_receiver_that_drops_duplicates() {
-    let receiver = sinkhost_e2e::http_receiver::HttpReceiver::start().await.expect("receiver");
+    let receiver = sinkhost_e2e::http_receiver::HttpReceiver::start()
+        .await
+        .expect("receiver");
     let work = tempfile::tempdir().expect("tempdir");
     let received = work.path().join("received");
     std::fs::create_dir_all(&received).expect("dir");
@@ -503,14 +505,69 @@ async fn the_http_sink_is_certified_against_a_receiver_that_drops_duplicates() {
     });
     let http = plugin("http");
     let work_path = work.path().to_path_buf();
-    let (code, output, report) = tokio::task::spawn_blocking(move || certify(&work_path, &config, &http, &[], &[]))
-        .await
-        .expect("certify");
+    let (code, output, report) =
+        tokio::task::spawn_blocking(move || certify(&work_path, &config, &http, &[], &[]))
+            .await
+            .expect("certify");
     assert_eq!(code, 0, "the http sink passes:\n{output}");
     for check in ALL_CHECKS {
         assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
     }
-    let classification = report["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "error-classification")).cloned();
-    let detail = classification.map(|c| c["detail"].to_string()).unwrap_or_default();
-    assert!(detail.contains("refused as permanent alone") && detail.contains("transient"), "{detail}");
+    let classification = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "error-classification"))
+        .cloned();
+    let detail = classification
+        .map(|c| c["detail"].to_string())
+        .unwrap_or_default();
+    assert!(
+        detail.contains("refused as permanent alone") && detail.contains("transient"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn the_s3_sink_is_certified_against_seaweedfs() {
+    use sinkhost_e2e::seaweedfs::{SeaweedFs, ACCESS_KEY, SECRET_KEY};
+    let s3 = SeaweedFs::start().expect("seaweedfs");
+    s3.create_bucket("certify").expect("bucket");
+    let work = tempfile::tempdir().expect("tempdir");
+    let script = repo_root().join("tests/certify/seaweedfs_objects.py");
+    let script = script.to_str().expect("utf-8");
+    let filer = s3.filer_address();
+    let grant = |origin: &str| {
+        json!([{"origin": origin, "auth": {"aws_sigv4": {"region": "us-east-1", "service": "s3",
+            "access_key_id_env": "S3_ACCESS_KEY_ID", "secret_access_key_env": "S3_SECRET_ACCESS_KEY"}}}])
+    };
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let config = json!({
+        "nats": {"url": "nats://127.0.0.1:4222", "stream": "UNUSED", "consumer": "unused", "subject": "unused.>"},
+        "delivery": {"batch_size": 100, "batch_timeout_ms": 200, "max_in_flight_batches": 2},
+        "plugin": {"path": plugin("s3"), "grants": {"http": grant(&s3.s3_endpoint())}, "limits": {"memory_mb": 64, "call_timeout_ms": 15000}},
+        "sink": {"endpoint": s3.s3_endpoint(), "bucket": "certify", "mode": "per_message"},
+        "certification": {
+            "verifier": ["python3", script, filer, "certify", "count"],
+            "record_lookup": ["sh", "-c", "exec python3 \"$0\" \"$1\" certify find \"$SINKHOST_CERTIFY_MESSAGE_ID\"", script, filer],
+            "bad_sink_configs": [{"endpoint": s3.s3_endpoint(), "bucket": "Not_A_Bucket!"}, {"bucket": "certify"}],
+            "unavailable": {
+                "grants": {"http": grant(&closed)},
+                "sink": {"endpoint": closed, "bucket": "certify", "mode": "per_message"}
+            },
+            "messages": 500,
+            "throughput_floor_msgs_per_s": 50
+        }
+    });
+    let env = [
+        ("S3_ACCESS_KEY_ID", ACCESS_KEY),
+        ("S3_SECRET_ACCESS_KEY", SECRET_KEY),
+    ];
+    let (code, output, report) = certify(work.path(), &config, &plugin("s3"), &[], &env);
+    assert_eq!(code, 0, "the s3 sink passes:\n{output}");
+    for check in ALL_CHECKS {
+        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    }
+    assert!(
+        !output.contains(SECRET_KEY),
+        "the secret never reaches the output"
+    );
 }

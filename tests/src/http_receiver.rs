@@ -192,7 +192,16 @@ async fn handle(
     let store = state.store_dir.lock().ok().and_then(|dir| dir.clone());
     if let (Some(dir), true) = (store, response.status().is_success()) {
         if let Some(key) = recorded.header("idempotency-key") {
-            let name: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+            let name: String = key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
             let _ = std::fs::write(dir.join(name), &recorded.body);
         }
     }

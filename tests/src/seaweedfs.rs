@@ -121,6 +121,11 @@ impl SeaweedFs {
         self.base_port + 3
     }
 
+    /// `127.0.0.1:PORT` of the filer's HTTP API (listing, reading).
+    pub fn filer_address(&self) -> String {
+        self.filer()
+    }
+
     fn filer(&self) -> String {
         format!("127.0.0.1:{}", self.base_port + 2)
     }
