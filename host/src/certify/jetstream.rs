@@ -111,6 +111,12 @@ pub struct Names {
     pub dlq_subject: String,
 }
 
+impl Default for Names {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Names {
     /// Fresh names.
     pub fn new() -> Self {
@@ -298,7 +304,7 @@ impl Fetched {
     pub async fn settle(&self, kind: AckKind) -> anyhow::Result<()> {
         for acker in &self.ackers {
             acker
-                .ack_with(kind.clone())
+                .ack_with(kind)
                 .await
                 .map_err(|err| anyhow::anyhow!("settling a test message: {err}"))?;
         }
