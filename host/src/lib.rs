@@ -10,6 +10,7 @@
 //! - [`capabilities`]: what an operator can grant a plugin (directories).
 //! - [`cli`]: the `sinkhost` command line.
 //! - [`logging`]: the host log.
+//! - [`manifest`]: the plugin manifest embedded in a component.
 
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod delivery;
 pub mod envelope;
 pub mod logging;
+pub mod manifest;
 pub mod plugin;
 pub mod security;
 pub mod signing;

@@ -36,8 +36,9 @@ pub enum Command {
         /// Configuration file (JSON).
         config: PathBuf,
     },
-    /// Check a configuration: parse it, load the plugin, connect to every
-    /// granted database, call its `init`.
+    /// Check a configuration: parse it, load the plugin (checking its
+    /// manifest and the `sink` section against its config schema), connect
+    /// to every granted database, call its `init`.
     Validate {
         /// Sink component (overrides `plugin.path`).
         #[arg(long, value_name = "PATH")]
@@ -60,10 +61,11 @@ pub enum Command {
     Sign(security::SignArgs),
     /// Decrypt a stored record or encrypted payload envelope; key from env.
     Decrypt(security::DecryptArgs),
-    /// Publisher keys and plugin signatures.
+    /// Publisher keys, plugin signatures and plugin manifests.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
-    /// Show a component's WIT world, imports and the grants they need.
+    /// Show a component's WIT world, imports, the grants they need and its
+    /// embedded manifest.
     Inspect {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -159,6 +161,9 @@ async fn validate(config_path: &Path, plugin_override: Option<PathBuf>) -> anyho
         )
     })?;
     let description = plugin.describe();
+    for warning in &description.warnings {
+        println!("warning: {warning}");
+    }
     println!(
         "ok: {} is valid; plugin {} accepted its sink config",
         config_path.display(),
