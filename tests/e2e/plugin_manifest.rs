@@ -91,6 +91,11 @@ fn validate_refuses_a_sink_section_its_schema_rejects() {
         );
         assert!(!last.contains("rejected its `sink`"), "refused before init: {last}");
     }
+    let config = write_config(dir.path(), &offline_config(dir.path(), &plugin("file"), json!({"directory": "/out", "fsync": "yes"})));
+    let (code, _, stderr) = sinkhost(&["run", arg(&config)]);
+    assert_ne!(code, 0, "run checks the schema at start too");
+    assert!(stderr.contains("/sink/fsync"), "{stderr}");
+
     let secret = json!({"directory": "/out", "extension": {"password": "hunter2"}});
     let config = write_config(dir.path(), &offline_config(dir.path(), &plugin("file"), secret));
     let (code, _, stderr) = validate(&config);
