@@ -4,6 +4,10 @@
 #   target/plugins/<name>.wasm       first-party plugins  (plugins/<name>/)
 #   target/test-plugins/<name>.wasm  test plugins         (tests/plugins/<name>/)
 # where <name> is the crate's directory name (file.wasm, chaos.wasm, ...).
+# A first-party plugin's plugins/<name>/manifest.json is validated and
+# embedded into its copy (custom section `sinkhost-manifest`) by the host
+# binary, `sinkhost plugin manifest embed` (see docs/plugin-manifest.md):
+# target/release/sinkhost, built first when it is missing.
 #
 # Works from any directory. Honours CARGO_TARGET_DIR for cargo's own output;
 # the copies always go to <repo>/target/.
@@ -85,17 +89,37 @@ case "${CARGO_TARGET_DIR:-}" in
 esac
 out_dir="$out_dir/$TARGET/$PROFILE"
 
+case "${CARGO_TARGET_DIR:-}" in
+    "") host="$ROOT/target/release/sinkhost" ;;
+    /*) host="$CARGO_TARGET_DIR/release/sinkhost" ;;
+    *) host="$ROOT/$CARGO_TARGET_DIR/release/sinkhost" ;;
+esac
+if [ ! -x "$host" ]; then
+    echo "== $host is missing: cargo build --release -p sinkhost (it embeds the plugin manifests)"
+    cargo build --release -p sinkhost ||
+        die "building the host failed; it is needed to embed plugins/<name>/manifest.json"
+fi
+
 mkdir -p target/plugins target/test-plugins
 for i in "${!packages[@]}"; do
     src="$out_dir/${artifacts[$i]}"
     [ -f "$src" ] || die "cargo did not produce $src for ${packages[$i]}"
-    # Copy to a temporary name and rename, so a running test never loads a
+    # Write to a temporary name and rename, so a running test never loads a
     # half-written component.
-    cp -f "$src" "${dests[$i]}.tmp"
-    mv -f "${dests[$i]}.tmp" "${dests[$i]}"
+    dest="${dests[$i]}"
+    manifest="plugins/$(basename "$dest" .wasm)/manifest.json"
+    case "$dest" in
+        target/plugins/*)
+            [ -f "$manifest" ] || die "$manifest is missing: every first-party plugin has a manifest (docs/plugin-manifest.md)"
+            "$host" plugin manifest embed --manifest "$manifest" --out "$dest.tmp" "$src" >/dev/null ||
+                die "embedding $manifest into $dest failed (see the message above)"
+            ;;
+        *) cp -f "$src" "$dest.tmp" ;;
+    esac
+    mv -f "$dest.tmp" "$dest"
 done
 
-echo "== plugins built ($TARGET, profile $PROFILE)"
+echo "== plugins built ($TARGET, profile $PROFILE); first-party manifests embedded"
 for dest in "${dests[@]}"; do
     printf '%10d bytes  %s\n' "$(wc -c <"$dest")" "$dest"
 done

@@ -13,6 +13,7 @@
 //! - [`certify`]: the certification suite (`sinkhost certify`).
 //! - [`cli`]: the `sinkhost` command line.
 //! - [`logging`]: the host log.
+//! - [`manifest`]: the plugin manifest embedded in a component.
 
 #![warn(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod delivery;
 pub mod envelope;
 pub mod logging;
+pub mod manifest;
 pub mod plugin;
 pub mod security;
 pub mod signing;

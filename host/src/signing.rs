@@ -7,6 +7,11 @@
 //! can never be mistaken for any other Ed25519 signature:
 //! `sinkhost.plugin-signature.v1\n<digest>\n<key id>\n<signed-at>\n`.
 //!
+//! The document may also be embedded in the component, in a top-level
+//! custom section `sinkhost-signature`; the digest that is signed leaves
+//! every such section out ([`plugin_digest`]). A detached `PLUGIN.sig` is
+//! read first, the embedded one only when there is no detached file.
+//!
 //! A certifier that ran `sinkhost certify` on the plugin adds a
 //! [`Certification`] to the same document, signed with its own key over
 //! `sinkhost.plugin-certification.v1\n<digest>\n<certifier key id>\n<suite>\n<report sha256>\n<certified-at>\n`;
@@ -22,6 +27,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::config::TrustConfig;
+use crate::manifest::{section, SIGNATURE_SECTION};
 
 /// Schema name of a signature document (and the signed text's first line).
 pub const SIGNATURE_SCHEMA: &str = "sinkhost.plugin-signature.v1";
@@ -35,8 +41,8 @@ pub const CERTIFICATION_SCHEMA: &str = "sinkhost.plugin-certification.v1";
 /// Why a plugin's signature is not accepted. Each case says what to do.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
-    /// No `PLUGIN.sig` beside the plugin.
-    #[error("{plugin} is not signed: no signature file {signature} (sign it with `sinkhost plugin sign --key KEY {plugin}`)")]
+    /// No `PLUGIN.sig` beside the plugin and no embedded signature.
+    #[error("{plugin} is not signed: no signature file {signature} and no embedded `sinkhost-signature` section (sign it with `sinkhost plugin sign --key KEY {plugin}`)")]
     Missing {
         /// The plugin.
         plugin: String,
@@ -176,9 +182,14 @@ impl std::fmt::Debug for KeyFile {
     }
 }
 
-/// `sha256:<hex>` of a component's bytes: its identity.
+/// `sha256:<hex>` of a component's bytes with every top-level
+/// `sinkhost-signature` custom section left out: what is signed and
+/// certified. For a plugin without an embedded signature (and for bytes
+/// that are not a WebAssembly binary) it is the sha256 of all its bytes.
 pub fn plugin_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    let unsigned = section::strip_custom(bytes, SIGNATURE_SECTION);
+    let signed_bytes = unsigned.as_deref().unwrap_or(bytes);
+    format!("sha256:{}", hex::encode(Sha256::digest(signed_bytes)))
 }
 
 /// Where a plugin's detached signature lives: `PLUGIN.sig`.
@@ -312,8 +323,49 @@ impl KeyFile {
     }
 }
 
-/// Reads the signature document beside `plugin`.
+/// Reads the signature document of `plugin`: the detached `PLUGIN.sig`
+/// first, else the one embedded in the plugin's `sinkhost-signature`
+/// section.
 pub fn read_signature(plugin: &Path) -> Result<SignatureDocument, SignatureError> {
+    read_detached_signature(plugin).or_else(|missing| match missing {
+        SignatureError::Missing { .. } => match std::fs::read(plugin) {
+            Ok(bytes) => embedded_signature(plugin, &bytes).unwrap_or(Err(missing)),
+            Err(_) => Err(missing),
+        },
+        other => Err(other),
+    })
+}
+
+/// [`read_signature`] with the plugin's bytes already read (the very bytes
+/// that are checked and compiled).
+pub fn read_signature_of(plugin: &Path, bytes: &[u8]) -> Result<SignatureDocument, SignatureError> {
+    read_detached_signature(plugin).or_else(|missing| match missing {
+        SignatureError::Missing { .. } => embedded_signature(plugin, bytes).unwrap_or(Err(missing)),
+        other => Err(other),
+    })
+}
+
+/// The signature document embedded in `bytes`, if there is one.
+fn embedded_signature(
+    plugin: &Path,
+    bytes: &[u8],
+) -> Option<Result<SignatureDocument, SignatureError>> {
+    let location = format!(
+        "{} (embedded `{SIGNATURE_SECTION}` section)",
+        plugin.display()
+    );
+    match section::read_custom(bytes, SIGNATURE_SECTION) {
+        Ok(None) => None,
+        Ok(Some(data)) => Some(parse_signature(data, &location)),
+        Err(err) => Some(Err(SignatureError::Malformed {
+            signature: location,
+            reason: err.to_string(),
+        })),
+    }
+}
+
+/// Reads the detached signature document beside `plugin`.
+fn read_detached_signature(plugin: &Path) -> Result<SignatureDocument, SignatureError> {
     let path = signature_path(plugin);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -330,14 +382,19 @@ pub fn read_signature(plugin: &Path) -> Result<SignatureDocument, SignatureError
             })
         }
     };
+    parse_signature(text.as_bytes(), &path.display().to_string())
+}
+
+/// Parses a signature document found at `location`.
+fn parse_signature(text: &[u8], location: &str) -> Result<SignatureDocument, SignatureError> {
     let document: SignatureDocument =
-        serde_json::from_str(&text).map_err(|err| SignatureError::Malformed {
-            signature: path.display().to_string(),
+        serde_json::from_slice(text).map_err(|err| SignatureError::Malformed {
+            signature: location.to_string(),
             reason: err.to_string(),
         })?;
     if document.schema != SIGNATURE_SCHEMA || document.algorithm != ALGORITHM {
         return Err(SignatureError::Malformed {
-            signature: path.display().to_string(),
+            signature: location.to_string(),
             reason: format!("expected schema {SIGNATURE_SCHEMA} and algorithm {ALGORITHM}"),
         });
     }
@@ -455,7 +512,7 @@ pub fn check_trust(
     plugin: &Path,
     bytes: &[u8],
 ) -> Result<TrustDecision, SignatureError> {
-    check_trust_document(policy, plugin, bytes, || read_signature(plugin))
+    check_trust_document(policy, plugin, bytes, || read_signature_of(plugin, bytes))
 }
 
 /// [`check_trust`] with the signature document from elsewhere (a registry,
@@ -608,6 +665,45 @@ mod tests {
         assert!(
             !format!("{key:?}").contains(&key.secret_key_b64),
             "Debug never shows the secret"
+        );
+    }
+
+    #[test]
+    fn an_embedded_signature_leaves_itself_out_of_the_digest() {
+        let key = generate_key(Some("acme"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugin = dir.path().join("p.wasm");
+        let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+        bytes.extend([0, 4, 1, b'x', b'h', b'i']);
+        assert_eq!(
+            plugin_digest(&bytes),
+            format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+            "without an embedded signature the digest is the plain sha256"
+        );
+        let document = key.sign(&bytes).expect("sign");
+        let text = serde_json::to_vec(&document).expect("json");
+        let signed = section::replace_custom(&bytes, SIGNATURE_SECTION, &text).expect("embed");
+        assert_eq!(plugin_digest(&signed), document.digest);
+        std::fs::write(&plugin, &signed).expect("write");
+        assert_eq!(read_signature(&plugin), Ok(document.clone()));
+        assert_eq!(read_signature_of(&plugin, &signed), Ok(document.clone()));
+        assert_eq!(
+            verify(&plugin, &signed, &document, &trusted(&key)),
+            Ok("acme".into())
+        );
+        let mut flipped = signed.clone();
+        flipped[12] ^= 1;
+        assert!(matches!(
+            verify(&plugin, &flipped, &document, &trusted(&key)),
+            Err(SignatureError::DigestMismatch { .. })
+        ));
+        std::fs::write(signature_path(&plugin), "{not json").expect("write");
+        assert!(
+            matches!(
+                read_signature(&plugin),
+                Err(SignatureError::Malformed { .. })
+            ),
+            "the detached file is read first"
         );
     }
 

@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{CertificationConfig, Config};
 use crate::envelope::Envelope;
-use crate::plugin::{ErrorKind, PluginFault, PluginHost, SinkPool, WriteOutcome};
+use crate::manifest::ManifestProblem;
+use crate::plugin::{ErrorKind, PluginFault, PluginHost, PluginLoadError, SinkPool, WriteOutcome};
 use crate::security::pipeline::SecurityPipeline;
 
 use jetstream::{Bus, Fetched, Names, PrivateServer};
@@ -379,6 +380,12 @@ impl Run {
             let shown: String = sink.to_string().chars().take(80).collect();
             let outcome = match PluginHost::load(&self.config.plugin, sink) {
                 Ok(host) => host.check_init().await,
+                // Refused by the config schema of its manifest: refused
+                // before `init`, as `run` would.
+                Err(PluginLoadError::Manifest {
+                    problem: ManifestProblem::SinkConfig { .. },
+                    ..
+                }) => continue,
                 Err(err) => {
                     problems.push(format!("{shown}: could not load ({err})"));
                     continue;

@@ -37,8 +37,9 @@ pub enum Command {
         /// Configuration file (JSON).
         config: PathBuf,
     },
-    /// Check a configuration: parse it, load the plugin, connect to every
-    /// granted database, call its `init`.
+    /// Check a configuration: parse it, load the plugin (checking its
+    /// manifest and the `sink` section against its config schema), connect
+    /// to every granted database, call its `init`.
     Validate {
         /// Sink component (overrides `plugin.path`).
         #[arg(long, value_name = "PATH")]
@@ -61,13 +62,14 @@ pub enum Command {
     Sign(security::SignArgs),
     /// Decrypt a stored record or encrypted payload envelope; key from env.
     Decrypt(security::DecryptArgs),
-    /// Publisher keys and plugin signatures.
+    /// Publisher keys, plugin signatures and plugin manifests.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Run the certification suite on a sink against a real JetStream;
     /// with `--certifier-key`, sign a certification into `PLUGIN.sig`.
     Certify(certify::CertifyArgs),
-    /// Show a component's WIT world, imports and the grants they need.
+    /// Show a component's WIT world, imports, the grants they need and its
+    /// embedded manifest.
     Inspect {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -171,6 +173,9 @@ async fn validate(config_path: &Path, plugin_override: Option<PathBuf>) -> anyho
         )
     })?;
     let description = plugin.describe();
+    for warning in &description.warnings {
+        println!("warning: {warning}");
+    }
     println!(
         "ok: {} is valid; plugin {} accepted its sink config",
         config_path.display(),

@@ -1,5 +1,6 @@
-//! `sinkhost plugin keygen | sign | verify`: publisher keys and detached
-//! plugin signatures (see `crate::signing`).
+//! `sinkhost plugin keygen | sign | verify | manifest`: publisher keys,
+//! plugin signatures (see `crate::signing`) and the embedded manifest (see
+//! `crate::manifest`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
 
+use crate::manifest::{self, section, Manifest};
 use crate::signing::{self, KeyFile};
 
 /// Plugin supply-chain commands.
@@ -22,11 +24,16 @@ pub enum PluginCommand {
         #[arg(long)]
         key_id: Option<String>,
     },
-    /// Sign a plugin: writes `PLUGIN.sig` beside it.
+    /// Sign a plugin: writes `PLUGIN.sig` beside it (or, with `--embed`,
+    /// stores the signature inside the component).
     Sign {
         /// The key file from `sinkhost plugin keygen`.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// Store the signature document in the component's
+        /// `sinkhost-signature` custom section instead of `PLUGIN.sig`.
+        #[arg(long)]
+        embed: bool,
         /// The component (`.wasm`).
         plugin: PathBuf,
     },
@@ -45,13 +52,42 @@ pub enum PluginCommand {
         /// The component (`.wasm`).
         plugin: PathBuf,
     },
+    /// The manifest embedded in a plugin.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+}
+
+/// `sinkhost plugin manifest ...`.
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Validate a manifest (also against the component: its WIT version and
+    /// the grants its imports need) and embed it in the component's
+    /// `sinkhost-manifest` custom section, replacing any previous one.
+    Embed {
+        /// The manifest (`sinkhost.plugin-manifest.v1` JSON).
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// Where to write the component with the manifest (default: in place).
+        #[arg(long, value_name = "OUT")]
+        out: Option<PathBuf>,
+        /// The component (`.wasm`).
+        plugin: PathBuf,
+    },
+    /// Print the manifest embedded in a component.
+    Show {
+        /// Print the manifest document (JSON) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The component (`.wasm`).
+        plugin: PathBuf,
+    },
 }
 
 /// Runs a plugin command.
 pub fn execute(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Keygen { out, key_id } => keygen(&out, key_id.as_deref()),
-        PluginCommand::Sign { key, plugin } => sign(&key, &plugin),
+        PluginCommand::Sign { key, embed, plugin } => sign(&key, &plugin, embed),
         PluginCommand::Verify {
             config,
             public_key_b64,
@@ -63,6 +99,14 @@ pub fn execute(command: PluginCommand) -> anyhow::Result<()> {
             key_id.as_deref(),
             &plugin,
         ),
+        PluginCommand::Manifest(ManifestCommand::Embed {
+            manifest,
+            out,
+            plugin,
+        }) => embed_manifest(&manifest, &plugin, out.as_deref()),
+        PluginCommand::Manifest(ManifestCommand::Show { json, plugin }) => {
+            show_manifest(&plugin, json)
+        }
     }
 }
 
@@ -107,13 +151,16 @@ pub(super) fn read_key(path: &Path) -> anyhow::Result<KeyFile> {
     Ok(key)
 }
 
-fn sign(key_path: &Path, plugin: &Path) -> anyhow::Result<()> {
+fn sign(key_path: &Path, plugin: &Path, embed: bool) -> anyhow::Result<()> {
     let key = read_key(key_path)?;
     let bytes = std::fs::read(plugin)
         .with_context(|| format!("cannot read plugin {}", plugin.display()))?;
     let document = key
         .sign(&bytes)
         .map_err(|message| anyhow::anyhow!("key file {}: {message}", key_path.display()))?;
+    if embed {
+        return embed_signature(plugin, &bytes, &document);
+    }
     let path = write_signature(plugin, &document)?;
     println!(
         "signed {} ({}) with key {}: {}",
@@ -171,6 +218,150 @@ fn verify(
         plugin.display(),
         document.digest,
         document.signed_at
+    );
+    Ok(())
+}
+
+/// Stores `document` in the plugin's `sinkhost-signature` section. The
+/// signed digest leaves that section out, so embedding does not change it.
+fn embed_signature(
+    plugin: &Path,
+    bytes: &[u8],
+    document: &signing::SignatureDocument,
+) -> anyhow::Result<()> {
+    let text = serde_json::to_vec(document).context("rendering the signature")?;
+    let signed = section::replace_custom(bytes, manifest::SIGNATURE_SECTION, &text)
+        .with_context(|| format!("{} is not a WebAssembly component", plugin.display()))?;
+    write_atomically(plugin, &signed)?;
+    println!(
+        "signed {} ({}) with key {}: embedded in its `{}` section",
+        plugin.display(),
+        document.digest,
+        document.key_id,
+        manifest::SIGNATURE_SECTION
+    );
+    let detached = signing::signature_path(plugin);
+    if detached.exists() {
+        println!(
+            "note: {} exists and is read first; remove it to use the embedded signature",
+            detached.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// and a rename, so nobody ever loads a half-written component.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".tmp");
+    let temporary = PathBuf::from(name);
+    let written = std::fs::File::create(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err).with_context(|| format!("writing {}", temporary.display()));
+    }
+    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn embed_manifest(manifest_path: &Path, plugin: &Path, out: Option<&Path>) -> anyhow::Result<()> {
+    let text = std::fs::read(manifest_path)
+        .with_context(|| format!("cannot read manifest {}", manifest_path.display()))?;
+    let manifest = Manifest::from_json(&text)
+        .with_context(|| format!("manifest {}", manifest_path.display()))?;
+    let inspection = crate::plugin::inspect_with_cache(plugin, None)?;
+    let Some(wit_version) = inspection.wit_version.as_deref() else {
+        bail!(
+            "{} is not a sinkhost sink: it has no sinkhost:sink/sink export",
+            plugin.display()
+        );
+    };
+    manifest
+        .check_world(wit_version)
+        .and_then(|()| {
+            manifest.check_imports(inspection.imports.iter().map(|import| import.name.as_str()))
+        })
+        .with_context(|| {
+            format!(
+                "manifest {} does not fit {}",
+                manifest_path.display(),
+                plugin.display()
+            )
+        })?;
+    let bytes = std::fs::read(plugin)
+        .with_context(|| format!("cannot read plugin {}", plugin.display()))?;
+    let embedded = section::replace_custom(&bytes, manifest::MANIFEST_SECTION, &manifest.to_json())
+        .with_context(|| format!("{} is not a WebAssembly component", plugin.display()))?;
+    let out = out.unwrap_or(plugin);
+    write_atomically(out, &embedded)?;
+    println!(
+        "embedded manifest {} {} ({} bytes) in {}",
+        manifest.name,
+        manifest.version,
+        embedded.len()
+            - section::strip_custom(&embedded, manifest::MANIFEST_SECTION)
+                .map(|bare| bare.len())
+                .unwrap_or(0),
+        out.display()
+    );
+    if signing::read_signature(out).is_ok() {
+        println!(
+            "note: the manifest is part of the signed bytes: sign {} again",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn show_manifest(plugin: &Path, json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(plugin)
+        .with_context(|| format!("cannot read plugin {}", plugin.display()))?;
+    let Some(manifest) =
+        Manifest::from_component(&bytes).with_context(|| format!("plugin {}", plugin.display()))?
+    else {
+        bail!(
+            "{} has no embedded manifest (no `{}` section); embed one with `sinkhost plugin manifest embed --manifest FILE {}`",
+            plugin.display(),
+            manifest::MANIFEST_SECTION,
+            plugin.display()
+        );
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&manifest).context("rendering JSON")?
+        );
+        return Ok(());
+    }
+    println!("name:        {}", manifest.name);
+    println!("version:     {}", manifest.version);
+    println!("publisher:   {}", manifest.publisher);
+    println!("description: {}", manifest.description);
+    println!("license:     {}", manifest.license);
+    println!("wit world:   {}", manifest.wit_world);
+    if manifest.grants.is_empty() {
+        println!("grants:      none declared");
+    } else {
+        println!("grants:");
+        for grant in &manifest.grants {
+            let required = if grant.required {
+                "required"
+            } else {
+                "optional"
+            };
+            println!("  {} ({required}): {}", grant.kind, grant.reason);
+        }
+    }
+    println!(
+        "config schema: {}",
+        if manifest.config_schema.is_some() {
+            "present"
+        } else {
+            "absent"
+        }
     );
     Ok(())
 }

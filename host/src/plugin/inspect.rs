@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::capabilities::{import_need, ImportNeed};
+use crate::manifest::Manifest;
 
 use super::{cache, engine, PluginLoadError, SINK_EXPORT_PREFIX, SUPPORTED_VERSIONS};
 
@@ -39,6 +40,12 @@ pub struct Inspection {
     /// Grants the operator must give for it to reach anything
     /// (`plugin.grants.<name>`).
     pub grants_needed: Vec<String>,
+    /// Its embedded manifest (`sinkhost-manifest` section), if it has a
+    /// valid one.
+    pub manifest: Option<Manifest>,
+    /// Why the manifest is not accepted (invalid, or it disagrees with the
+    /// component's WIT version or imports): the host would refuse to load it.
+    pub manifest_problem: Option<String>,
 }
 
 /// Reads and compiles (or loads from the default cache) a component and
@@ -77,6 +84,22 @@ pub fn inspect_with_cache(
     let problem = runnable(path, &engine, &component)
         .err()
         .map(|err| err.to_string());
+    let (manifest, manifest_problem) = match Manifest::from_component(&bytes) {
+        Ok(manifest) => {
+            let disagreement = manifest.as_ref().and_then(|manifest| {
+                let world = match &wit_version {
+                    Some(version) => manifest.check_world(version),
+                    None => Ok(()),
+                };
+                world
+                    .and_then(|()| manifest.check_imports(imports.iter().map(|i| i.name.as_str())))
+                    .err()
+                    .map(|problem| problem.to_string())
+            });
+            (manifest, disagreement)
+        }
+        Err(err) => (None, Some(err.to_string())),
+    };
     Ok(Inspection {
         path: path.to_path_buf(),
         digest,
@@ -90,6 +113,8 @@ pub fn inspect_with_cache(
         grants_needed: grants_needed(&imports),
         imports,
         exports,
+        manifest,
+        manifest_problem,
     })
 }
 
@@ -148,11 +173,60 @@ impl std::fmt::Display for Inspection {
             writeln!(f, "  {:<45} {}", import.name, import.need)?;
         }
         if self.grants_needed.is_empty() {
-            write!(f, "grants needed: none")
+            writeln!(f, "grants needed: none")?;
         } else {
-            write!(f, "grants needed: {}", self.grants_needed.join(", "))
+            writeln!(f, "grants needed: {}", self.grants_needed.join(", "))?;
+        }
+        write_manifest(f, self.manifest.as_ref(), self.manifest_problem.as_deref())
+    }
+}
+
+/// The manifest part of the text report.
+fn write_manifest(
+    f: &mut std::fmt::Formatter<'_>,
+    manifest: Option<&Manifest>,
+    problem: Option<&str>,
+) -> std::fmt::Result {
+    let Some(manifest) = manifest else {
+        return match problem {
+            Some(problem) => write!(f, "manifest:  invalid: {problem}"),
+            None => write!(
+                f,
+                "manifest:  none (nothing is checked against a declaration; see docs/plugin-manifest.md)"
+            ),
+        };
+    };
+    writeln!(
+        f,
+        "manifest:  {} {} by {}",
+        manifest.name, manifest.version, manifest.publisher
+    )?;
+    writeln!(f, "  description:   {}", manifest.description)?;
+    writeln!(f, "  license:       {}", manifest.license)?;
+    writeln!(f, "  wit world:     {}", manifest.wit_world)?;
+    if manifest.grants.is_empty() {
+        writeln!(f, "  grants:        none declared")?;
+    } else {
+        writeln!(f, "  grants:")?;
+        for grant in &manifest.grants {
+            let required = if grant.required {
+                "required"
+            } else {
+                "optional"
+            };
+            writeln!(f, "    {} ({required}): {}", grant.kind, grant.reason)?;
         }
     }
+    let schema = if manifest.config_schema.is_some() {
+        "present (`sinkhost validate` checks the `sink` section against it)"
+    } else {
+        "absent"
+    };
+    write!(f, "  config schema: {schema}")?;
+    if let Some(problem) = problem {
+        write!(f, "\n  problem:       {problem}")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use crate::capabilities::{
 };
 use crate::config::{PluginConfig, PluginLimits};
 use crate::envelope::Envelope;
+use crate::manifest::{GrantKind, Manifest, ManifestProblem};
 
 pub use cache::CacheOutcome;
 pub use engine::{DEADLINE_GRACE, EPOCH_TICK};
@@ -204,6 +205,15 @@ pub enum PluginLoadError {
     /// A grant cannot be honoured on this host.
     #[error("{0}")]
     Grant(#[from] GrantError),
+    /// The embedded manifest is invalid, or the component, the operator's
+    /// grants or the `sink` section disagree with it (docs/plugin-manifest.md).
+    #[error("{path}: {problem}")]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// What does not agree, and with what.
+        problem: ManifestProblem,
+    },
     /// The engine could not be set up or the component could not be linked
     /// against the host's imports of its WIT version.
     #[error("cannot prepare plugin {path}: {message}")]
@@ -228,6 +238,11 @@ pub struct PluginDescription {
     pub cache: CacheOutcome,
     /// Milliseconds spent reading, checking and compiling or loading it.
     pub load_ms: u64,
+    /// `name version by publisher` from its embedded manifest, if any.
+    pub manifest: Option<String>,
+    /// What the load accepted but the operator should fix (no manifest, a
+    /// grant the manifest does not ask for); also logged as warnings.
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Display for PluginDescription {
@@ -291,7 +306,10 @@ impl PluginHost {
     }
 
     /// [`PluginHost::load`] under the operator's trust policy: the
-    /// signature is checked against the very bytes that are then compiled.
+    /// signature is checked against the very bytes that are then compiled,
+    /// and the manifest embedded in those bytes is checked against the
+    /// component's imports and WIT version, the operator's grants and the
+    /// `sink` section (a plugin without a manifest loads with a warning).
     pub fn load_trusted(
         config: &PluginConfig,
         sink_config: &serde_json::Value,
@@ -315,6 +333,7 @@ impl PluginHost {
                 "no trust policy requires a signature: this plugin's publisher is not verified (see docs/plugin-signing.md)"
             ),
         }
+        let manifest = read_manifest(&path, &bytes)?;
         let grants = PreparedGrants::prepare(&config.grants)?;
         let digest = cache::sha256_hex(&bytes);
         let engine = engine::build().map_err(|err| link_error(&path, &err))?;
@@ -322,6 +341,13 @@ impl PluginHost {
         let (component, cache) = compile(&path, &engine, &bytes, &digest, cache_dir.as_deref())?;
         let version = sink_version(&path, &engine, &component)?;
         check_imports(&path, &engine, &component, Some(&grants))?;
+        let warnings = check_manifest(
+            &path,
+            manifest.as_ref(),
+            &ComponentFacts::of(&engine, &component, &version),
+            &grants,
+            sink_config,
+        )?;
         let prepared =
             prepare(&engine, &component, &version).map_err(|err| link_error(&path, &err))?;
         let description = PluginDescription {
@@ -330,6 +356,13 @@ impl PluginHost {
             wit_version: version,
             cache,
             load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            manifest: manifest.as_ref().map(|manifest| {
+                format!(
+                    "{} {} by {}",
+                    manifest.name, manifest.version, manifest.publisher
+                )
+            }),
+            warnings,
         };
         tracing::info!(
             plugin = %description,
@@ -558,6 +591,73 @@ fn read_component(path: &Path) -> Result<Vec<u8>, PluginLoadError> {
     })?;
     check_component_header(path, &bytes)?;
     Ok(bytes)
+}
+
+/// The manifest embedded in the component's bytes, if any; an embedded
+/// manifest that is not valid refuses the plugin.
+fn read_manifest(path: &Path, bytes: &[u8]) -> Result<Option<Manifest>, PluginLoadError> {
+    Manifest::from_component(bytes).map_err(|err| PluginLoadError::Manifest {
+        path: path.to_path_buf(),
+        problem: ManifestProblem::Invalid(err),
+    })
+}
+
+/// What the manifest is checked against: the real sink export version and
+/// the real imports of the compiled component.
+struct ComponentFacts {
+    sink_version: String,
+    imports: Vec<String>,
+}
+
+impl ComponentFacts {
+    fn of(engine: &Engine, component: &Component, sink_version: &str) -> Self {
+        Self {
+            sink_version: sink_version.to_string(),
+            imports: component
+                .component_type()
+                .imports(engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Checks the manifest against the component, the operator's grants and
+/// the `sink` section (see [`crate::manifest`]). Returns the warnings, each
+/// also logged: no manifest, or a grant given that the manifest does not
+/// declare.
+fn check_manifest(
+    path: &Path,
+    manifest: Option<&Manifest>,
+    facts: &ComponentFacts,
+    grants: &PreparedGrants,
+    sink_config: &serde_json::Value,
+) -> Result<Vec<String>, PluginLoadError> {
+    let Some(manifest) = manifest else {
+        let warning = format!(
+            "{} has no embedded manifest (`{}` section): its imports, the grants and the `sink` section are not checked against a declaration (see docs/plugin-manifest.md)",
+            path.display(),
+            crate::manifest::MANIFEST_SECTION
+        );
+        tracing::warn!(plugin = %path.display(), "{warning}");
+        return Ok(vec![warning]);
+    };
+    let refused = |problem: ManifestProblem| PluginLoadError::Manifest {
+        path: path.to_path_buf(),
+        problem,
+    };
+    manifest.check_world(&facts.sink_version).map_err(refused)?;
+    manifest
+        .check_imports(facts.imports.iter().map(String::as_str))
+        .map_err(refused)?;
+    let warnings = manifest
+        .check_grants(|kind: GrantKind| grants.has(kind.as_str()))
+        .map_err(refused)?;
+    manifest.check_sink_config(sink_config).map_err(refused)?;
+    for warning in &warnings {
+        tracing::warn!(plugin = %path.display(), "{warning}");
+    }
+    Ok(warnings)
 }
 
 /// Compiles the component or loads it from the cache.
