@@ -8,6 +8,7 @@
 //! - [`plugin`]: the wasmtime runtime that loads, sandboxes and calls sinks.
 //! - [`security`]: authenticity, payload encryption, metadata and custody.
 //! - [`capabilities`]: what an operator can grant a plugin (directories).
+//! - [`registry`]: plugins pushed to and pulled from OCI registries.
 //! - [`cli`]: the `sinkhost` command line.
 //! - [`logging`]: the host log.
 
@@ -20,5 +21,6 @@ pub mod delivery;
 pub mod envelope;
 pub mod logging;
 pub mod plugin;
+pub mod registry;
 pub mod security;
 pub mod signing;
