@@ -558,18 +558,10 @@ mod tests {
             Err(SignatureError::NotCertified { .. })
         ));
         let certification = certifier
-            .certify(
-                &document.digest,
-                "suite/1",
-                "sha256:00",
-                vec!["init".into(), "write".into()],
-            )
+            .certify(&document.digest, "suite/1", "sha256:00", vec!["init".into(), "write".into()])
             .expect("certify");
         document.certification = Some(certification);
-        assert_eq!(
-            verify_certification(plugin, &bytes, &document, &trusted(&certifier)),
-            Ok("lab".into())
-        );
+        assert_eq!(verify_certification(plugin, &bytes, &document, &trusted(&certifier)), Ok("lab".into()));
         assert!(matches!(
             verify_certification(plugin, &bytes, &document, &trusted(&publisher)),
             Err(SignatureError::UnknownCertifier { .. })
@@ -581,12 +573,8 @@ mod tests {
         ));
         let mut flipped = bytes.clone();
         flipped[3] ^= 1;
-        let error = verify_certification(plugin, &flipped, &document, &trusted(&certifier))
-            .expect_err("changed bytes");
-        assert!(
-            error.to_string().contains("changed after certification"),
-            "{error}"
-        );
+        let error = verify_certification(plugin, &flipped, &document, &trusted(&certifier)).expect_err("changed bytes");
+        assert!(error.to_string().contains("changed after certification"), "{error}");
         let mut widened = document.clone();
         if let Some(certification) = widened.certification.as_mut() {
             certification.checks.push("throughput".into());

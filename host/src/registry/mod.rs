@@ -80,8 +80,8 @@ pub enum RegistryError {
         actual: String,
     },
     /// The signature document does not belong to the component, or the
-    /// trust policy refused it.
-    #[error("{reference}: {source}")]
+    /// trust policy refused it (the message names the reference).
+    #[error("{source}")]
     Untrusted {
         /// The reference.
         reference: String,
