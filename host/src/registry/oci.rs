@@ -540,3 +540,161 @@ pub async fn resolve(
         cache_hit: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TrustedPublisher;
+    use crate::signing::KeyFile;
+
+    fn descriptor(media_type: &str, bytes: &[u8]) -> OciDescriptor {
+        OciDescriptor {
+            media_type: media_type.to_string(),
+            digest: signing::plugin_digest(bytes),
+            size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            ..OciDescriptor::default()
+        }
+    }
+
+    fn layers(component: &[u8], signature: &[u8]) -> PluginLayers {
+        PluginLayers {
+            component: descriptor(WASM_LAYER_MEDIA_TYPE, component),
+            signature: descriptor(SIGNATURE_LAYER_MEDIA_TYPE, signature),
+            manifest_digest: String::new(),
+        }
+    }
+
+    fn listed(key: &KeyFile) -> TrustedPublisher {
+        TrustedPublisher {
+            key_id: key.key_id.clone(),
+            public_key_b64: key.public_key_b64.clone(),
+        }
+    }
+
+    fn policy(publisher: &KeyFile, certifier: Option<&KeyFile>) -> TrustConfig {
+        TrustConfig {
+            publishers: vec![listed(publisher)],
+            require_signature: true,
+            require_certification: certifier.is_some(),
+            certifiers: certifier.map(listed).into_iter().collect(),
+        }
+    }
+
+    fn reference() -> PluginReference {
+        PluginReference::parse("oci://127.0.0.1:5000/sinks/file:1.0").expect("reference")
+    }
+
+    #[test]
+    fn a_certified_artifact_passes_a_policy_that_requires_certification() {
+        let publisher = signing::generate_key(Some("acme"));
+        let lab = signing::generate_key(Some("lab"));
+        let component = b"\0asm component".to_vec();
+        let mut document = publisher.sign(&component).expect("sign");
+        let unsigned_cert = serde_json::to_vec(&document).expect("json");
+        let error = verify(
+            &reference(),
+            &layers(&component, &unsigned_cert),
+            &component,
+            &unsigned_cert,
+            Some(&policy(&publisher, Some(&lab))),
+        )
+        .expect_err("not certified");
+        assert!(error.to_string().contains("is not certified"), "{error}");
+
+        document.certification = Some(
+            lab.certify(
+                &document.digest,
+                "suite/1",
+                "sha256:00",
+                vec!["init".into()],
+            )
+            .expect("certify"),
+        );
+        let signature = serde_json::to_vec(&document).expect("json");
+        let (_, decision) = verify(
+            &reference(),
+            &layers(&component, &signature),
+            &component,
+            &signature,
+            Some(&policy(&publisher, Some(&lab))),
+        )
+        .expect("certified and signed");
+        assert_eq!(
+            decision,
+            TrustDecision::Trusted {
+                publisher: Some("acme".into()),
+                certifier: Some("lab".into())
+            }
+        );
+    }
+
+    #[test]
+    fn blobs_and_signature_must_match_the_manifest_and_each_other() {
+        let publisher = signing::generate_key(Some("acme"));
+        let component = b"\0asm component".to_vec();
+        let signature =
+            serde_json::to_vec(&publisher.sign(&component).expect("sign")).expect("json");
+        let manifest = layers(&component, &signature);
+
+        let mut tampered = component.clone();
+        tampered[5] ^= 1;
+        let error =
+            verify(&reference(), &manifest, &tampered, &signature, None).expect_err("tampered");
+        assert!(
+            matches!(
+                error,
+                RegistryError::BlobDigest {
+                    what: "component",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let error =
+            verify(&reference(), &manifest, &component, b"{}", None).expect_err("signature");
+        assert!(
+            matches!(
+                error,
+                RegistryError::BlobDigest {
+                    what: "signature",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+
+        // A consistent artifact whose signature is for other bytes.
+        let other =
+            serde_json::to_vec(&publisher.sign(b"\0asm other").expect("sign")).expect("json");
+        let error = verify(
+            &reference(),
+            &layers(&component, &other),
+            &component,
+            &other,
+            None,
+        )
+        .expect_err("signature for other bytes");
+        assert!(
+            error.to_string().contains("does not match its signature"),
+            "{error}"
+        );
+
+        // Without a policy the digests are still checked; with one, the key.
+        let (_, decision) =
+            verify(&reference(), &manifest, &component, &signature, None).expect("no policy");
+        assert_eq!(decision, TrustDecision::NotRequired);
+        let stranger = signing::generate_key(Some("stranger"));
+        let error = verify(
+            &reference(),
+            &manifest,
+            &component,
+            &signature,
+            Some(&policy(&stranger, None)),
+        )
+        .expect_err("unknown key");
+        assert!(
+            error.to_string().contains("not among trust.publishers"),
+            "{error}"
+        );
+    }
+}
