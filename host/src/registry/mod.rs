@@ -2,7 +2,7 @@
 //! distribution server, Harbor, GHCR, ...), the way the WebAssembly
 //! ecosystem ships components.
 //!
-//! - [`PluginReference`]: `oci://host[:port]/repository(:tag|@sha256:hex)`.
+//! - [`PluginReference`] parses `oci://host[:port]/repository(:tag|@sha256:hex)`.
 //! - [`oci`]: `sinkhost plugin push` and `pull` (artifact layout below).
 //! - [`cache`]: the local copy of pulled plugins, keyed by digest, that
 //!   `sinkhost run --plugin oci://...` loads from.
