@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sinkhost's build, demo and tests need on a Debian machine
 # with Rust (rustup) already present: nats-server (apt) and the
-# wasm32-wasip2 Rust target. Idempotent; prints what it does.
+# wasm32-wasip2 Rust target, docker-registry (apt, the OCI distribution
+# server the registry tests run on loopback). Idempotent; prints what it does.
 set -euo pipefail
 
 need_root() {
@@ -12,6 +13,8 @@ need_root() {
 missing=()
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The registry tests push and pull plugins through a real OCI registry.
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 # The round-trip tests run the Python reference (nats-sinks) in a venv.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
@@ -20,8 +23,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     need_root apt-get update -qq
     need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# The Debian package enables a system service; sinkhost's scripts start their
-# own servers on loopback, so a system one is not needed (and may be absent).
+# The Debian packages (nats-server, docker-registry) enable system services;
+# sinkhost's tests start their own servers on free loopback ports, so a
+# system one is not needed (and may be absent, or hold :5000: it does not matter).
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found: install Rust first (https://rustup.rs)" >&2

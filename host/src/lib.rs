@@ -11,6 +11,7 @@
 //!   HTTP origins, database connections).
 //! - [`signing`]: plugin signatures, certifications and the trust policy.
 //! - [`certify`]: the certification suite (`sinkhost certify`).
+//! - [`registry`]: plugins pushed to and pulled from OCI registries.
 //! - [`cli`]: the `sinkhost` command line.
 //! - [`logging`]: the host log.
 //! - [`manifest`]: the plugin manifest embedded in a component.
@@ -26,5 +27,6 @@ pub mod envelope;
 pub mod logging;
 pub mod manifest;
 pub mod plugin;
+pub mod registry;
 pub mod security;
 pub mod signing;

@@ -7,6 +7,7 @@
 
 pub mod databases;
 pub mod http_receiver;
+pub mod registry;
 pub mod seaweedfs;
 
 use std::net::TcpListener;
@@ -155,7 +156,7 @@ fn spawn_nats(port: u16, monitor_port: u16, store: &Path) -> anyhow::Result<Chil
 }
 
 /// Minimal HTTP GET on loopback, true on a 200 answer.
-fn http_get_ok(addr: &str, path: &str) -> bool {
+pub(crate) fn http_get_ok(addr: &str, path: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
         return false;

@@ -31,7 +31,7 @@ pub struct Cli {
 pub enum Command {
     /// Consume from JetStream and deliver to the sink until SIGINT/SIGTERM.
     Run {
-        /// Sink component to run (overrides `plugin.path`).
+        /// Sink component to run, a path or `oci://...` (overrides `plugin.path`).
         #[arg(long, value_name = "PATH")]
         plugin: Option<PathBuf>,
         /// Configuration file (JSON).
@@ -41,7 +41,7 @@ pub enum Command {
     /// manifest and the `sink` section against its config schema), connect
     /// to every granted database, call its `init`.
     Validate {
-        /// Sink component (overrides `plugin.path`).
+        /// Sink component, a path or `oci://...` (overrides `plugin.path`).
         #[arg(long, value_name = "PATH")]
         plugin: Option<PathBuf>,
         /// Configuration file (JSON).
@@ -113,7 +113,7 @@ pub async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Keys(command) => security::keys(command),
         Command::Sign(args) => security::sign(args),
         Command::Decrypt(args) => security::decrypt(args),
-        Command::Plugin(command) => plugin::execute(command),
+        Command::Plugin(command) => plugin::execute(command).await,
         Command::Certify(args) => {
             // The report says what happened; `RUST_LOG=info` shows the run.
             crate::logging::init(&LoggingConfig {
@@ -134,8 +134,9 @@ fn load_config(path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<
 }
 
 async fn run(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = load_config(config_path, plugin_override)?;
+    let mut config = load_config(config_path, plugin_override)?;
     crate::logging::init(&config.logging);
+    resolve_registry_plugin(&mut config).await?;
     let plugin = load_plugin(&config)?;
     plugin.check_init().await.with_context(|| {
         format!(
@@ -153,15 +154,43 @@ async fn run(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Re
     Ok(())
 }
 
+/// An `oci://` plugin is fetched into (or found in) the digest-keyed cache
+/// and verified there; `plugin.path` then names the cached file, whose
+/// `.sig` beside it the normal load path checks again.
+async fn resolve_registry_plugin(config: &mut Config) -> anyhow::Result<()> {
+    let Some(text) = config
+        .plugin
+        .path
+        .to_str()
+        .filter(|text| crate::registry::PluginReference::is_reference(text))
+    else {
+        return Ok(());
+    };
+    let reference = crate::registry::PluginReference::parse(text)?;
+    let root = crate::registry::cache::default_root(config.plugin.cache_dir.as_deref()).context(
+        "no cache directory for registry plugins: set plugin.cache_dir or SINKHOST_CACHE_DIR",
+    )?;
+    let resolved = crate::registry::oci::resolve(
+        &reference,
+        config.trust.as_ref(),
+        &crate::registry::cache::OciCache::new(root),
+    )
+    .await
+    .with_context(|| format!("cannot fetch plugin {reference}"))?;
+    config.plugin.path = resolved.path;
+    Ok(())
+}
+
 fn load_plugin(config: &Config) -> anyhow::Result<PluginHost> {
     PluginHost::load_trusted(&config.plugin, &config.sink, config.trust.as_ref())
         .with_context(|| format!("cannot load plugin {}", config.plugin.path.display()))
 }
 
 async fn validate(config_path: &Path, plugin_override: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = load_config(config_path, plugin_override)?;
+    let mut config = load_config(config_path, plugin_override)?;
     crate::logging::init(&quiet_logging(&config.logging));
     SecurityPipeline::from_config(&config)?;
+    resolve_registry_plugin(&mut config).await?;
     let plugin = load_plugin(&config)?;
     for (name, outcome) in plugin.check_sql_connections().await {
         outcome.with_context(|| format!("plugin.grants.sql `{name}`: cannot connect"))?;

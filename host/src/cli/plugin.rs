@@ -1,6 +1,7 @@
-//! `sinkhost plugin keygen | sign | verify | manifest`: publisher keys,
-//! plugin signatures (see `crate::signing`) and the embedded manifest (see
-//! `crate::manifest`).
+//! `sinkhost plugin keygen | sign | verify | manifest | push | pull`:
+//! publisher keys, plugin signatures (see `crate::signing`), the embedded
+//! manifest (see `crate::manifest`) and plugins in OCI registries (see
+//! `crate::registry`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::Subcommand;
 
 use crate::manifest::{self, section, Manifest};
+use crate::registry::{self, PluginReference};
 use crate::signing::{self, KeyFile};
 
 /// Plugin supply-chain commands.
@@ -52,6 +54,26 @@ pub enum PluginCommand {
         /// The component (`.wasm`).
         plugin: PathBuf,
     },
+    /// Upload a signed plugin and its signature document (with any
+    /// certification) to an OCI registry.
+    Push {
+        /// The component (`.wasm`); `PLUGIN.sig` must be beside it.
+        plugin: PathBuf,
+        /// Where to: `oci://HOST[:PORT]/REPOSITORY:TAG`.
+        reference: String,
+    },
+    /// Download a plugin from an OCI registry, verify it, and write
+    /// `DIR/<name>.wasm` and its `.sig`.
+    Pull {
+        /// What: `oci://HOST[:PORT]/REPOSITORY:TAG` or `...@sha256:HEX`.
+        reference: String,
+        /// Directory to write the plugin into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Config whose `trust` policy the plugin must satisfy.
+        #[arg(long, value_name = "CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// The manifest embedded in a plugin.
     #[command(subcommand)]
     Manifest(ManifestCommand),
@@ -84,7 +106,7 @@ pub enum ManifestCommand {
 }
 
 /// Runs a plugin command.
-pub fn execute(command: PluginCommand) -> anyhow::Result<()> {
+pub async fn execute(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Keygen { out, key_id } => keygen(&out, key_id.as_deref()),
         PluginCommand::Sign { key, embed, plugin } => sign(&key, &plugin, embed),
@@ -107,7 +129,61 @@ pub fn execute(command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Manifest(ManifestCommand::Show { json, plugin }) => {
             show_manifest(&plugin, json)
         }
+        PluginCommand::Push { plugin, reference } => push(&plugin, &reference).await,
+        PluginCommand::Pull {
+            reference,
+            out,
+            config,
+        } => pull(&reference, &out, config.as_deref()).await,
     }
+}
+
+async fn push(plugin: &Path, reference: &str) -> anyhow::Result<()> {
+    let reference = PluginReference::parse(reference)?;
+    let pushed = registry::oci::push(plugin, &reference).await?;
+    println!(
+        "pushed {} ({}, signed by {}{}) to {reference}",
+        plugin.display(),
+        pushed.component_digest,
+        pushed.key_id,
+        if pushed.certified { ", certified" } else { "" }
+    );
+    println!(
+        "pin it with oci://{}/{}@{}",
+        reference.registry, reference.repository, pushed.manifest_digest
+    );
+    Ok(())
+}
+
+async fn pull(reference: &str, out: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+    let reference = PluginReference::parse(reference)?;
+    let trust = match config {
+        Some(path) => crate::config::Config::load(path)?.trust,
+        None => None,
+    };
+    let pulled = registry::oci::pull(&reference, trust.as_ref()).await?;
+    let plugin = registry::oci::install(out, reference.plugin_name(), &pulled)?;
+    println!(
+        "pulled {reference} ({}, manifest {}) to {}",
+        pulled.document.digest,
+        pulled.manifest_digest,
+        plugin.display()
+    );
+    match &pulled.decision {
+        signing::TrustDecision::Trusted {
+            publisher,
+            certifier,
+        } => println!(
+            "verified: blob digests, signed by trusted publisher {}, certified by {}",
+            publisher.as_deref().unwrap_or("- (not required)"),
+            certifier.as_deref().unwrap_or("- (not required)")
+        ),
+        signing::TrustDecision::NotRequired => eprintln!(
+            "warning: no trust policy (give --config CONFIG with a `trust` section): the blob digests and that the signature is for these bytes were checked, but the publisher (key `{}`) was NOT verified",
+            pulled.document.key_id
+        ),
+    }
+    Ok(())
 }
 
 fn keygen(out: &Path, key_id: Option<&str>) -> anyhow::Result<()> {

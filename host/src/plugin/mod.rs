@@ -13,7 +13,7 @@
 //! Errors the plugin *reports* ([`SinkError`]) are kept apart from faults of
 //! the plugin itself ([`PluginFault`]).
 
-mod cache;
+pub(crate) mod cache;
 mod engine;
 mod inspect;
 mod pool;
