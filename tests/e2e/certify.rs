@@ -4,30 +4,11 @@
 //! deliberate flaw fails the check named after it; a passed run signs a
 //! certification into `PLUGIN.sig` that a trust policy then demands.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use sinkhost_e2e::databases::{MariaDb, Postgres};
 use sinkhost_e2e::*;
-
-fn keygen(dir: &Path, name: &str, key_id: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let (code, stdout, stderr) = sinkhost(&[
-        "plugin",
-        "keygen",
-        "--out",
-        key.to_str().expect("utf-8"),
-        "--key-id",
-        key_id,
-    ]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let public = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("public_key_b64: "))
-        .expect("public key printed")
-        .to_string();
-    (key, public)
-}
 
 /// A file-sink certification config: the plugin gets `data` as `/data` and
 /// writes below `/data/out`; the verifier counts files; the destination is
@@ -409,28 +390,20 @@ fn closed_port_url(url: &str, port: u16) -> String {
     url.replace(&format!(":{port}/"), &format!(":{}/", free_port()))
 }
 
-#[test]
-fn the_postgres_sink_is_certified_against_a_real_server() {
-    let db = Postgres::start().expect("postgres");
-    db.execute(&create_table_sql("postgres")).expect("table");
+/// Certifies a database sink whose table exists: "unavailable" is the same
+/// URL on a closed port. All 11 checks must pass.
+fn certify_database_sink(name: &str, config: &Value, url: &str, port: u16) {
     let work = tempfile::tempdir().expect("tempdir");
-    let config = sql_certify_config(
-        &plugin("postgres"),
-        "postgres",
-        &|sql| db.query_command(sql),
-        "--command=",
-    );
-    let url = db.url();
-    let down = closed_port_url(&url, db.port());
+    let down = closed_port_url(url, port);
     assert_ne!(down, url);
     let (code, output, report) = certify(
         work.path(),
-        &config,
-        &plugin("postgres"),
+        config,
+        &plugin(name),
         &[],
-        &[("EVENTS_DB_URL", &url), ("DOWN_DB_URL", &down)],
+        &[("EVENTS_DB_URL", url), ("DOWN_DB_URL", &down)],
     );
-    assert_eq!(code, 0, "the postgres sink passes:\n{output}");
+    assert_eq!(code, 0, "the {name} sink passes:\n{output}");
     for check in ALL_CHECKS {
         assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
     }
@@ -441,26 +414,21 @@ fn the_postgres_sink_is_certified_against_a_real_server() {
 }
 
 #[test]
+fn the_postgres_sink_is_certified_against_a_real_server() {
+    let db = Postgres::start().expect("postgres");
+    db.execute(&create_table_sql("postgres")).expect("table");
+    let query = |sql: &str| db.query_command(sql);
+    let config = sql_certify_config(&plugin("postgres"), "postgres", &query, "--command=");
+    certify_database_sink("postgres", &config, &db.url(), db.port());
+}
+
+#[test]
 fn the_mysql_sink_is_certified_against_a_real_mariadb() {
     let db = MariaDb::start().expect("mariadb");
     db.execute(&create_table_sql("mysql")).expect("table");
-    let work = tempfile::tempdir().expect("tempdir");
     let query = |sql: &str| db.query_command(sql).expect("mariadb client");
     let config = sql_certify_config(&plugin("mysql"), "mysql", &query, "");
-    let url = db.url();
-    let down = closed_port_url(&url, db.port());
-    assert_ne!(down, url);
-    let (code, output, report) = certify(
-        work.path(),
-        &config,
-        &plugin("mysql"),
-        &[],
-        &[("EVENTS_DB_URL", &url), ("DOWN_DB_URL", &down)],
-    );
-    assert_eq!(code, 0, "the mysql sink passes:\n{output}");
-    for check in ALL_CHECKS {
-        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
-    }
+    certify_database_sink("mysql", &config, &db.url(), db.port());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,29 +2,10 @@
 //! sign, verify, and `validate` under a trust policy refusing an unsigned,
 //! tampered, unknown-key or forged plugin, each with its own message.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use sinkhost_e2e::*;
-
-fn keygen(dir: &Path, name: &str, key_id: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let (code, stdout, stderr) = sinkhost(&[
-        "plugin",
-        "keygen",
-        "--out",
-        key.to_str().expect("utf-8"),
-        "--key-id",
-        key_id,
-    ]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let public = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("public_key_b64: "))
-        .expect("public key printed")
-        .to_string();
-    (key, public)
-}
 
 fn validate(config: &Path) -> (i32, String) {
     let (code, stdout, stderr) = sinkhost(&["validate", config.to_str().expect("utf-8")]);

@@ -562,3 +562,24 @@ pub fn sinkhost_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, S
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Creates a publisher/certifier key with `sinkhost plugin keygen` as
+/// `dir/name` under `key_id`; returns its path and public key (base64).
+pub fn keygen(dir: &Path, name: &str, key_id: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "keygen",
+        "--out",
+        key.to_str().expect("utf-8 path"),
+        "--key-id",
+        key_id,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let public = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("public_key_b64: "))
+        .expect("public key printed")
+        .to_string();
+    (key, public)
+}
