@@ -40,6 +40,7 @@ fn yes() -> bool {
 }
 
 /// The sink: its configuration.
+#[derive(Debug)]
 pub struct {{name_camel}} {
     config: Config,
 }
