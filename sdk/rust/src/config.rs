@@ -56,8 +56,15 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, C
     let mut deserializer = serde_json::Deserializer::from_str(config);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." || path.is_empty() { "sink".to_owned() } else { format!("sink.{path}") };
-        ConfigError { field, problem: without_position(err.inner()) }
+        let field = if path == "." || path.is_empty() {
+            "sink".to_owned()
+        } else {
+            format!("sink.{path}")
+        };
+        ConfigError {
+            field,
+            problem: without_position(err.inner()),
+        }
     })?;
     deserializer.end().map_err(|err| ConfigError {
         field: "sink".to_owned(),
@@ -103,7 +110,8 @@ mod tests {
 
     #[test]
     fn nested_field_path_is_named() {
-        let err = parse_config::<Config>(r#"{"directory":"/d","inner":{"level":"x"}}"#).unwrap_err();
+        let err =
+            parse_config::<Config>(r#"{"directory":"/d","inner":{"level":"x"}}"#).unwrap_err();
         assert_eq!(err.field, "sink.inner.level");
     }
 

@@ -101,8 +101,13 @@ impl Envelope {
     /// assert!(sinkhost_sdk::Envelope::new("S", 1, "a", b"nope".to_vec()).payload_json().is_err());
     /// ```
     pub fn payload_json(&self) -> Result<serde_json::Value, String> {
-        serde_json::from_slice(&self.payload)
-            .map_err(|err| format!("payload is not valid JSON (line {}, column {})", err.line(), err.column()))
+        serde_json::from_slice(&self.payload).map_err(|err| {
+            format!(
+                "payload is not valid JSON (line {}, column {})",
+                err.line(),
+                err.column()
+            )
+        })
     }
 
     /// The payload parsed into `T` (any `serde` type).
@@ -114,7 +119,8 @@ impl Envelope {
     /// assert_eq!(envelope.payload_as::<Order>().unwrap().id, 3);
     /// ```
     pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_slice(&self.payload).map_err(|err| format!("payload does not match the expected shape: {err}"))
+        serde_json::from_slice(&self.payload)
+            .map_err(|err| format!("payload does not match the expected shape: {err}"))
     }
 
     /// Whether this is a redelivery (`delivery_count` above 1): an earlier
@@ -176,7 +182,10 @@ impl Envelope {
     /// assert_eq!(envelope.security_labels().unwrap()["caveat"], "x");
     /// ```
     pub fn security_labels(&self) -> Option<serde_json::Value> {
-        self.metadata.security_labels.as_deref().and_then(|text| serde_json::from_str(text).ok())
+        self.metadata
+            .security_labels
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
     }
 
     /// The metadata's mission metadata, parsed (`None` when absent or not
@@ -188,7 +197,10 @@ impl Envelope {
     /// assert_eq!(envelope.mission_metadata().unwrap()["op"], "y");
     /// ```
     pub fn mission_metadata(&self) -> Option<serde_json::Value> {
-        self.metadata.mission_metadata.as_deref().and_then(|text| serde_json::from_str(text).ok())
+        self.metadata
+            .mission_metadata
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
     }
 
     /// The envelope's metadata as a JSON object (subject, stream, sequences,
@@ -202,16 +214,18 @@ impl Envelope {
     /// assert_eq!(meta["subject"], "orders.created");
     /// ```
     pub fn metadata_json(&self) -> serde_json::Value {
-        let headers: serde_json::Map<String, serde_json::Value> = self
-            .headers
-            .iter()
-            .fold(serde_json::Map::new(), |mut map, (name, value)| {
-                match map.entry(name.clone()).or_insert_with(|| serde_json::Value::Array(Vec::new())) {
-                    serde_json::Value::Array(values) => values.push(value.clone().into()),
-                    _ => {}
-                }
-                map
-            });
+        let headers: serde_json::Map<String, serde_json::Value> =
+            self.headers
+                .iter()
+                .fold(serde_json::Map::new(), |mut map, (name, value)| {
+                    if let serde_json::Value::Array(values) = map
+                        .entry(name.clone())
+                        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+                    {
+                        values.push(value.clone().into());
+                    }
+                    map
+                });
         let custody = self.custody.as_ref().map(|c| {
             serde_json::json!({
                 "algorithm": c.algorithm,
@@ -250,7 +264,11 @@ mod tests {
     #[test]
     fn repeated_headers_group_in_metadata() {
         let mut envelope = Envelope::new("S", 1, "a", Vec::new());
-        envelope.headers = vec![("A".into(), "1".into()), ("A".into(), "2".into()), ("B".into(), "3".into())];
+        envelope.headers = vec![
+            ("A".into(), "1".into()),
+            ("A".into(), "2".into()),
+            ("B".into(), "3".into()),
+        ];
         let meta = envelope.metadata_json();
         assert_eq!(meta["headers"]["A"], serde_json::json!(["1", "2"]));
         assert_eq!(meta["headers"]["B"], serde_json::json!(["3"]));
@@ -274,7 +292,10 @@ mod tests {
     fn message_id_key_encodes_unsafe_characters() {
         let mut envelope = Envelope::new("S", 1, "a", Vec::new());
         envelope.message_id = Some("a b/..é".into());
-        assert_eq!(envelope.message_id_key().unwrap(), "S-msgid-a%20b%2F..%C3%A9");
+        assert_eq!(
+            envelope.message_id_key().unwrap(),
+            "S-msgid-a%20b%2F..%C3%A9"
+        );
     }
 
     #[test]

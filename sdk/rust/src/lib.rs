@@ -142,7 +142,9 @@ macro_rules! export_sink {
             struct SinkhostComponent;
 
             impl $crate::wit::exports::sinkhost::sink::sink::Guest for SinkhostComponent {
-                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::runtime::init::<$sink>(&config)
                 }
 
@@ -151,7 +153,7 @@ macro_rules! export_sink {
                 ) -> ::std::result::Result<$crate::BatchReport, $crate::SinkError> {
                     $crate::runtime::write_batch::<$sink>(&batch)
                 }
-            }
+    }
 
             $crate::wit::export!(SinkhostComponent with_types_in $crate::wit);
         };

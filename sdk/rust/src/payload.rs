@@ -59,8 +59,12 @@ pub enum PayloadError {
 impl std::fmt::Display for PayloadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PayloadError::NotUtf8 => write!(f, "payload is not valid UTF-8 (payload mode text_envelope)"),
-            PayloadError::NotJson => write!(f, "payload is not valid JSON (payload mode json_only)"),
+            PayloadError::NotUtf8 => {
+                write!(f, "payload is not valid UTF-8 (payload mode text_envelope)")
+            }
+            PayloadError::NotJson => {
+                write!(f, "payload is not valid JSON (payload mode json_only)")
+            }
         }
     }
 }
@@ -98,17 +102,63 @@ pub fn normalise(payload: &[u8], mode: PayloadMode) -> Result<NormalisedPayload,
     let (value, format, wrapped) = match mode {
         PayloadMode::JsonOrEnvelope => match (parsed_json(), std::str::from_utf8(payload)) {
             (Some(value), _) => (value, "json", false),
-            (None, Ok(text)) => (wrap(Value::String(text.to_owned()), "text", "utf-8", &sha256, size_bytes), "text", true),
-            (None, Err(_)) => (wrap(base64_value(payload), "bytes", "base64", &sha256, size_bytes), "bytes", true),
+            (None, Ok(text)) => (
+                wrap(
+                    Value::String(text.to_owned()),
+                    "text",
+                    "utf-8",
+                    &sha256,
+                    size_bytes,
+                ),
+                "text",
+                true,
+            ),
+            (None, Err(_)) => (
+                wrap(
+                    base64_value(payload),
+                    "bytes",
+                    "base64",
+                    &sha256,
+                    size_bytes,
+                ),
+                "bytes",
+                true,
+            ),
         },
         PayloadMode::TextEnvelope => {
             let text = std::str::from_utf8(payload).map_err(|_| PayloadError::NotUtf8)?;
-            (wrap(Value::String(text.to_owned()), "text", "utf-8", &sha256, size_bytes), "text", true)
+            (
+                wrap(
+                    Value::String(text.to_owned()),
+                    "text",
+                    "utf-8",
+                    &sha256,
+                    size_bytes,
+                ),
+                "text",
+                true,
+            )
         }
-        PayloadMode::Base64 => (wrap(base64_value(payload), "bytes", "base64", &sha256, size_bytes), "bytes", true),
+        PayloadMode::Base64 => (
+            wrap(
+                base64_value(payload),
+                "bytes",
+                "base64",
+                &sha256,
+                size_bytes,
+            ),
+            "bytes",
+            true,
+        ),
         PayloadMode::JsonOnly => (parsed_json().ok_or(PayloadError::NotJson)?, "json", false),
     };
-    Ok(NormalisedPayload { value, format, wrapped, sha256, size_bytes })
+    Ok(NormalisedPayload {
+        value,
+        format,
+        wrapped,
+        sha256,
+        size_bytes,
+    })
 }
 
 /// Whether `payload` is the host's encrypted envelope (a JSON object whose
@@ -144,7 +194,10 @@ pub fn base64(bytes: &[u8]) -> String {
 /// );
 /// ```
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn base64_value(payload: &[u8]) -> Value {
@@ -173,12 +226,18 @@ mod tests {
         let payload = br#"{"_nats_sinks_encryption":{"ciphertext":"AAAA"}}"#;
         let normalised = normalise(payload, PayloadMode::JsonOrEnvelope).unwrap();
         assert!(!normalised.wrapped);
-        assert_eq!(normalised.value, serde_json::from_slice::<Value>(payload).unwrap());
+        assert_eq!(
+            normalised.value,
+            serde_json::from_slice::<Value>(payload).unwrap()
+        );
     }
 
     #[test]
     fn text_mode_refuses_binary() {
-        assert_eq!(normalise(&[0xff], PayloadMode::TextEnvelope).unwrap_err(), PayloadError::NotUtf8);
+        assert_eq!(
+            normalise(&[0xff], PayloadMode::TextEnvelope).unwrap_err(),
+            PayloadError::NotUtf8
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ impl SinkError {
     /// assert_eq!(err.kind, sinkhost_sdk::ErrorKind::Transient);
     /// ```
     pub fn transient(message: impl Into<String>) -> SinkError {
-        SinkError { kind: ErrorKind::Transient, message: message.into() }
+        SinkError {
+            kind: ErrorKind::Transient,
+            message: message.into(),
+        }
     }
 
     /// An error no retry can fix (bad data): the host dead-letters the
@@ -22,7 +25,10 @@ impl SinkError {
     /// assert_eq!(err.kind, sinkhost_sdk::ErrorKind::Permanent);
     /// ```
     pub fn permanent(message: impl Into<String>) -> SinkError {
-        SinkError { kind: ErrorKind::Permanent, message: message.into() }
+        SinkError {
+            kind: ErrorKind::Permanent,
+            message: message.into(),
+        }
     }
 
     /// Whether the host will retry.
@@ -42,7 +48,9 @@ impl BatchReport {
     /// assert!(sinkhost_sdk::BatchReport::all_stored().failures.is_empty());
     /// ```
     pub fn all_stored() -> BatchReport {
-        BatchReport { failures: Vec::new() }
+        BatchReport {
+            failures: Vec::new(),
+        }
     }
 
     /// Records that message `index` of the batch was not stored.

@@ -96,7 +96,10 @@ mod tests {
             assert_eq!(init::<Counting>("bad").unwrap_err(), "sink.x: bad");
             init::<Counting>("{}").unwrap();
             let one = Envelope::new("S", 1, "a", Vec::new());
-            assert!(write_batch::<Counting>(&[one.clone(), one.clone()]).unwrap().failures.is_empty());
+            assert!(write_batch::<Counting>(&[one.clone(), one.clone()])
+                .unwrap()
+                .failures
+                .is_empty());
             assert_eq!(write_batch::<Counting>(&[one]).unwrap().failures.len(), 1);
         })
         .join()
