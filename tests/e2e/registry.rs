@@ -20,8 +20,7 @@ fn utf8(path: &Path) -> &str {
 /// `sinkhost plugin keygen`: (key file, public key).
 fn keygen(dir: &Path, name: &str, key_id: &str) -> (PathBuf, String) {
     let key = dir.join(name);
-    let (code, stdout, stderr) =
-        sinkhost(&["plugin", "keygen", "--out", utf8(&key), "--key-id", key_id]);
+    let (code, stdout, stderr) = sinkhost(&["plugin", "keygen", "--out", utf8(&key), "--key-id", key_id]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let public = stdout
         .lines()
@@ -37,16 +36,14 @@ fn signed_file_plugin(dir: &Path, key: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).expect("plugin dir");
     let plugin_path = dir.join("file.wasm");
     std::fs::copy(plugin("file"), &plugin_path).expect("copy plugin");
-    let (code, stdout, stderr) =
-        sinkhost(&["plugin", "sign", "--key", utf8(key), utf8(&plugin_path)]);
+    let (code, stdout, stderr) = sinkhost(&["plugin", "sign", "--key", utf8(key), utf8(&plugin_path)]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     plugin_path
 }
 
 /// The component digest a signature document names.
 fn signed_digest(plugin_path: &Path) -> String {
-    let text =
-        std::fs::read_to_string(format!("{}.sig", plugin_path.display())).expect("signature");
+    let text = std::fs::read_to_string(format!("{}.sig", plugin_path.display())).expect("signature");
     let document: Value = serde_json::from_str(&text).expect("json");
     document["digest"].as_str().expect("digest").to_string()
 }
@@ -90,10 +87,7 @@ fn push_and_pull_round_trip_verified_by_the_trust_policy() {
     std::fs::copy(plugin("file"), unsigned.join("file.wasm")).expect("copy");
     let (code, output) = push(&unsigned.join("file.wasm"), &reference);
     assert_ne!(code, 0);
-    assert!(
-        output.contains("refusing to push") && output.contains("is not signed"),
-        "unsigned: {output}"
-    );
+    assert!(output.contains("refusing to push") && output.contains("is not signed"), "unsigned: {output}");
 
     // Changed after signing: refused.
     let plugin_path = signed_file_plugin(&dir.path().join("publisher"), &key);
@@ -104,10 +98,7 @@ fn push_and_pull_round_trip_verified_by_the_trust_policy() {
     std::fs::write(&plugin_path, &changed).expect("change");
     let (code, output) = push(&plugin_path, &reference);
     assert_ne!(code, 0);
-    assert!(
-        output.contains("changed after signing"),
-        "changed: {output}"
-    );
+    assert!(output.contains("changed after signing"), "changed: {output}");
     std::fs::write(&plugin_path, &original).expect("restore");
 
     let (code, output) = push(&plugin_path, &reference);
@@ -125,56 +116,27 @@ fn push_and_pull_round_trip_verified_by_the_trust_policy() {
     let out = dir.path().join("installed");
     let (code, stdout, stderr) = pull(&reference, &out, Some(&config));
     assert_eq!(code, 0, "pull: {stdout}{stderr}");
-    assert!(
-        stdout.contains("signed by trusted publisher acme-2026"),
-        "{stdout}"
-    );
-    assert_eq!(
-        std::fs::read(out.join("file.wasm")).expect("pulled plugin"),
-        original
-    );
+    assert!(stdout.contains("signed by trusted publisher acme-2026"), "{stdout}");
+    assert_eq!(std::fs::read(out.join("file.wasm")).expect("pulled plugin"), original);
     assert_eq!(
         std::fs::read(out.join("file.wasm.sig")).expect("pulled signature"),
         std::fs::read(dir.path().join("publisher/file.wasm.sig")).expect("signature")
     );
-    let (code, stdout, stderr) = sinkhost(&[
-        "plugin",
-        "verify",
-        "--config",
-        utf8(&config),
-        utf8(&out.join("file.wasm")),
-    ]);
-    assert_eq!(
-        code, 0,
-        "the pulled plugin verifies where it was written: {stdout}{stderr}"
-    );
+    let (code, stdout, stderr) = sinkhost(&["plugin", "verify", "--config", utf8(&config), utf8(&out.join("file.wasm"))]);
+    assert_eq!(code, 0, "the pulled plugin verifies where it was written: {stdout}{stderr}");
 
     // By the pinned manifest digest, and without a policy (said loudly).
     let pinned_out = dir.path().join("pinned");
     let (code, stdout, stderr) = pull(&pinned, &pinned_out, None);
     assert_eq!(code, 0, "pull by digest: {stdout}{stderr}");
-    assert!(
-        stderr.contains("publisher (key `acme-2026`) was NOT verified"),
-        "{stderr}"
-    );
-    assert_eq!(
-        std::fs::read(pinned_out.join("file.wasm")).expect("pulled plugin"),
-        original
-    );
+    assert!(stderr.contains("publisher (key `acme-2026`) was NOT verified"), "{stderr}");
+    assert_eq!(std::fs::read(pinned_out.join("file.wasm")).expect("pulled plugin"), original);
 
     // A reference that is not one, and one that names nothing.
-    let (code, _, stderr) = pull(
-        &format!("oci://{}/sinks/file", registry.address),
-        &out,
-        None,
-    );
+    let (code, _, stderr) = pull(&format!("oci://{}/sinks/file", registry.address), &out, None);
     assert_ne!(code, 0);
     assert!(stderr.contains("no tag or digest"), "{stderr}");
-    let (code, _, stderr) = pull(
-        &registry.reference("sinks/absent:1"),
-        &dir.path().join("absent"),
-        None,
-    );
+    let (code, _, stderr) = pull(&registry.reference("sinks/absent:1"), &dir.path().join("absent"), None);
     assert_ne!(code, 0);
     assert!(stderr.contains("manifest unknown"), "{stderr}");
     assert!(!dir.path().join("absent").exists());
@@ -192,16 +154,9 @@ fn pull_refuses_a_plugin_signed_by_an_unknown_key_and_writes_nothing() {
     assert_eq!(code, 0, "push: {output}");
 
     let out = dir.path().join("installed");
-    let (code, stdout, stderr) = pull(
-        &reference,
-        &out,
-        Some(&trust_config(dir.path(), "acme-2026", &public)),
-    );
+    let (code, stdout, stderr) = pull(&reference, &out, Some(&trust_config(dir.path(), "acme-2026", &public)));
     assert_ne!(code, 0, "{stdout}");
-    assert!(
-        stderr.contains("signed by key `stranger`, which is not among trust.publishers"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("signed by key `stranger`, which is not among trust.publishers"), "{stderr}");
     assert!(!out.exists(), "nothing written: {:?}", files_below(&out));
 }
 
@@ -228,26 +183,18 @@ fn a_tampered_blob_in_the_registry_is_refused_on_pull() {
         let (code, stdout, stderr) = pull(&reference, &out, config);
         assert_ne!(code, 0, "{stdout}");
         assert!(
-            stderr.contains("the component blob does not match its digest")
-                && stderr.contains(&digest)
-                && stderr.contains("tampered"),
+            stderr.contains("the component blob does not match its digest") && stderr.contains(&digest) && stderr.contains("tampered"),
             "{stderr}"
         );
         assert!(!out.exists(), "nothing written: {:?}", files_below(&out));
     }
 
     // `validate --plugin oci://...` refuses it too, and caches nothing.
-    let mut full: Value =
-        serde_json::from_slice(&std::fs::read(&config).expect("config")).expect("json");
-    set(
-        &mut full,
-        "plugin.cache_dir",
-        json!(dir.path().join("cache")),
-    );
+    let mut full: Value = serde_json::from_slice(&std::fs::read(&config).expect("config")).expect("json");
+    set(&mut full, "plugin.cache_dir", json!(dir.path().join("cache")));
     set(&mut full, "sink", json!({"directory": "/out"}));
     let config_path = write_config(dir.path(), &full);
-    let (code, stdout, stderr) =
-        sinkhost(&["validate", "--plugin", &reference, utf8(&config_path)]);
+    let (code, stdout, stderr) = sinkhost(&["validate", "--plugin", &reference, utf8(&config_path)]);
     assert_ne!(code, 0, "{stdout}");
     assert!(stderr.contains("does not match its digest"), "{stderr}");
     assert!(files_below(&dir.path().join("cache")).is_empty());
@@ -266,23 +213,10 @@ async fn run_from_the_registry_delivers_and_a_second_run_uses_the_verified_cache
 
     let server = NatsServer::start().expect("nats-server");
     let js = Js::connect(&server).await.expect("connect");
-    js.create_stream(STREAM, &["events.>"])
-        .await
-        .expect("stream");
+    js.create_stream(STREAM, &["events.>"]).await.expect("stream");
     let out = dir.path().join("out");
-    let mut config = base_config(
-        &server,
-        STREAM,
-        "events.>",
-        Path::new(&reference),
-        &out,
-        json!({"directory": "/out"}),
-    );
-    set(
-        &mut config,
-        "trust",
-        json!({"publishers": [{"key_id": "acme-2026", "public_key_b64": public}]}),
-    );
+    let mut config = base_config(&server, STREAM, "events.>", Path::new(&reference), &out, json!({"directory": "/out"}));
+    set(&mut config, "trust", json!({"publishers": [{"key_id": "acme-2026", "public_key_b64": public}]}));
     let config_path = write_config(dir.path(), &config);
     let cached = dir
         .path()
@@ -294,38 +228,17 @@ async fn run_from_the_registry_delivers_and_a_second_run_uses_the_verified_cache
         (1, 20, "plugin downloaded into the OCI cache"),
         (2, 10, "plugin taken from the OCI cache"),
     ] {
-        js.publish_json(&format!("events.round{round}"), count)
-            .await
-            .expect("publish");
-        let mut host = Host::start(&config_path, &dir.path().join(format!("run{round}.log")))
-            .expect("start sinkhost");
-        assert!(
-            wait_until(Duration::from_secs(60), drained).await,
-            "round {round} not drained:\n{}",
-            host.log()
-        );
-        assert_eq!(
-            host.terminate(Duration::from_secs(20)),
-            Some(0),
-            "{}",
-            host.log()
-        );
+        js.publish_json(&format!("events.round{round}"), count).await.expect("publish");
+        let mut host = Host::start(&config_path, &dir.path().join(format!("run{round}.log"))).expect("start sinkhost");
+        assert!(wait_until(Duration::from_secs(60), drained).await, "round {round} not drained:\n{}", host.log());
+        assert_eq!(host.terminate(Duration::from_secs(20)), Some(0), "{}", host.log());
         let log = host.log();
         assert!(log.contains(expected_line), "round {round}: {log}");
-        assert!(
-            log.contains("plugin accepted by the trust policy"),
-            "round {round}: {log}"
-        );
+        assert!(log.contains("plugin accepted by the trust policy"), "round {round}: {log}");
     }
     assert_eq!(files_below(&out).len(), 30, "one record per message");
-    assert_eq!(
-        std::fs::read(&cached).expect("cached plugin"),
-        std::fs::read(&plugin_path).expect("plugin")
-    );
-    assert!(
-        cached.with_extension("wasm.sig").exists(),
-        "its signature is cached beside it"
-    );
+    assert_eq!(std::fs::read(&cached).expect("cached plugin"), std::fs::read(&plugin_path).expect("plugin"));
+    assert!(cached.with_extension("wasm.sig").exists(), "its signature is cached beside it");
 
     // The cache is trusted no more than the registry: a changed cached copy
     // is noticed (sha256 recomputed) and replaced by the registry's.
@@ -335,12 +248,6 @@ async fn run_from_the_registry_delivers_and_a_second_run_uses_the_verified_cache
     std::fs::write(&cached, &bytes).expect("tamper with the cache");
     let (code, stdout, stderr) = sinkhost(&["validate", utf8(&config_path)]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(
-        stderr.contains("the cached copy does not match the manifest"),
-        "{stderr}"
-    );
-    assert_eq!(
-        std::fs::read(&cached).expect("cached plugin"),
-        std::fs::read(&plugin_path).expect("plugin")
-    );
+    assert!(stderr.contains("the cached copy does not match the manifest"), "{stderr}");
+    assert_eq!(std::fs::read(&cached).expect("cached plugin"), std::fs::read(&plugin_path).expect("plugin"));
 }

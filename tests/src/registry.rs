@@ -33,11 +33,7 @@ impl Registry {
             let dir = tempfile::tempdir()?;
             let address = format!("127.0.0.1:{}", crate::free_port());
             let child = spawn(dir.path(), &address)?;
-            let mut registry = Self {
-                child,
-                address,
-                dir,
-            };
+            let mut registry = Self { child, address, dir };
             match registry.wait_ready() {
                 Ok(()) => return Ok(registry),
                 Err(err) => {
@@ -46,10 +42,7 @@ impl Registry {
                 }
             }
         }
-        bail!(
-            "docker-registry did not start:\n{}",
-            failures.join("\n---\n")
-        )
+        bail!("docker-registry did not start:\n{}", failures.join("\n---\n"))
     }
 
     /// The storage root (`docker/registry/v2/...` below it).
@@ -114,10 +107,7 @@ fn spawn(dir: &Path, address: &str) -> anyhow::Result<Child> {
             dir.join("storage").display()
         ),
     )?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("registry.log"))?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("registry.log"))?;
     Command::new(binary())
         .arg("serve")
         .arg(&config)
@@ -125,10 +115,5 @@ fn spawn(dir: &Path, address: &str) -> anyhow::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (install it with `apt-get install docker-registry`)",
-                binary().display()
-            )
-        })
+        .with_context(|| format!("starting {} (install it with `apt-get install docker-registry`)", binary().display()))
 }
