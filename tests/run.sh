@@ -11,7 +11,7 @@ cargo build --release -p sinkhost
 echo "== build plugins"
 bash plugins/build.sh
 echo "== unit tests: plugins (native)"
-cargo test --release -p sinkhost-plugin-file -p sinkhost-plugin-http -p sinkhost-plugin-s3 -p sinkhost-sdk-http -p sinkhost-sdk-sql
+cargo test --release -p sinkhost-plugin-file -p sinkhost-plugin-http -p sinkhost-plugin-s3 -p sinkhost-sdk-http -p sinkhost-sdk-sql -p sinkhost-sdk
 echo "== host and end-to-end tests"
 # Two at a time: each end-to-end test runs its own nats-server and host.
 cargo test --release -p sinkhost -p sinkhost-e2e -- --test-threads=2

@@ -1,7 +1,7 @@
-//! `sinkhost plugin keygen | sign | verify | manifest | push | pull`:
-//! publisher keys, plugin signatures (see `crate::signing`), the embedded
-//! manifest (see `crate::manifest`) and plugins in OCI registries (see
-//! `crate::registry`).
+//! `sinkhost plugin new | keygen | sign | verify | manifest | push | pull`:
+//! new plugin projects (see `crate::scaffold`), publisher keys, plugin
+//! signatures (see `crate::signing`), the embedded manifest (see
+//! `crate::manifest`) and plugins in OCI registries (see `crate::registry`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,11 +11,29 @@ use clap::Subcommand;
 
 use crate::manifest::{self, section, Manifest};
 use crate::registry::{self, PluginReference};
+use crate::scaffold;
 use crate::signing::{self, KeyFile};
 
 /// Plugin supply-chain commands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Create a sink project (source, WIT, build.sh, manifest.json,
+    /// certify.json + certify.sh, README) in a new or empty directory.
+    New {
+        /// Language of the project.
+        #[arg(long, value_enum)]
+        lang: scaffold::Language,
+        /// Directory to create (default: ./NAME); must be missing or empty.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Rust: the `sdk/rust` directory of a sinkhost checkout (default:
+        /// $SINKHOST_SDK_DIR, else the checkout this binary was built from).
+        #[arg(long, value_name = "DIR")]
+        sdk_path: Option<PathBuf>,
+        /// Plugin name: lower-case letters, digits, `-` and `_` (also the
+        /// crate or package name and NAME.wasm).
+        name: String,
+    },
     /// Create an Ed25519 signing key file (private: keep it safe); prints the
     /// key id and public key to list in an operator's `trust.publishers`.
     Keygen {
@@ -105,9 +123,29 @@ pub enum ManifestCommand {
     },
 }
 
+/// Writes a new plugin project and says what to do next.
+fn new_project(project: scaffold::NewProject) -> anyhow::Result<()> {
+    let dir = scaffold::create(&project)?;
+    let shown = dir.display();
+    println!("created {shown}");
+    println!("next: cd {shown} && ./build.sh && ./certify.sh   (see README.md)");
+    Ok(())
+}
+
 /// Runs a plugin command.
 pub async fn execute(command: PluginCommand) -> anyhow::Result<()> {
     match command {
+        PluginCommand::New {
+            lang,
+            dir,
+            sdk_path,
+            name,
+        } => new_project(scaffold::NewProject {
+            language: lang,
+            name,
+            dir,
+            sdk_path,
+        }),
         PluginCommand::Keygen { out, key_id } => keygen(&out, key_id.as_deref()),
         PluginCommand::Sign { key, embed, plugin } => sign(&key, &plugin, embed),
         PluginCommand::Verify {
