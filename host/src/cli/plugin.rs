@@ -77,6 +77,18 @@ pub enum PluginCommand {
     /// The manifest embedded in a plugin.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Create a new sink project (source, WIT, build.sh, manifest.json,
+    /// certify.json + certify.sh, README.md).
+    New {
+        /// Language of the project.
+        #[arg(long)]
+        lang: String,
+        /// Directory to create (default: ./NAME); refused when not empty.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The plugin's name.
+        name: String,
+    },
 }
 
 /// `sinkhost plugin manifest ...`.
@@ -135,6 +147,16 @@ pub async fn execute(command: PluginCommand) -> anyhow::Result<()> {
             out,
             config,
         } => pull(&reference, &out, config.as_deref()).await,
+        PluginCommand::New { lang, dir, name } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            crate::scaffold::generate(&lang, &name, &dir)?;
+            println!(
+                "created {} ({lang}); next: cd {} && bash build.sh && bash certify.sh",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
     }
 }
 
