@@ -60,14 +60,17 @@ fn bash(dir: &Path, script: &str, env: &[(&str, &Path)]) -> (i32, String) {
     )
 }
 
-/// `sinkhost validate` once: (exit code, `cache` outcome, `load_ms`) from
-/// the host's `plugin loaded` log line.
+/// `sinkhost validate` once: (exit code, `cache` outcome, `load_ms`, output)
+/// from the host's `plugin loaded` log line (`RUST_LOG=info`).
 fn validate(config: &Path) -> (i32, String, String, String) {
-    let (code, stdout, stderr) = sinkhost(&["validate", "--config", config.to_str().expect("utf-8")]);
+    let (code, stdout, stderr) = sinkhost_with_env(
+        &["validate", config.to_str().expect("utf-8")],
+        &[("RUST_LOG", "info")],
+    );
     let all = format!("{stdout}{stderr}");
     let field = |name: &str| {
         all.lines()
-            .filter(|line| line.contains("plugin loaded"))
+            .filter(|line| line.contains("plugin loaded plugin="))
             .find_map(|line| line.split(&format!("{name}=")).nth(1))
             .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
             .unwrap_or_default()
@@ -98,14 +101,19 @@ async fn the_python_example_delivers_every_message_through_jetstream() {
     assert_eq!(code, 0, "{log}");
     let (code, warm_cache, warm_ms, log) = validate(&config_path);
     assert_eq!(code, 0, "{log}");
-    assert_eq!(warm_cache, "Hit", "second validate must load the precompiled cache:\n{log}");
+    assert_eq!(
+        warm_cache, "Hit",
+        "second validate must load the precompiled cache:\n{log}"
+    );
     println!(
         "python-sink: {} bytes; validate cold: cache {cold_cache}, load_ms {cold_ms}; warm: cache {warm_cache}, load_ms {warm_ms}",
         std::fs::metadata(&plugin_path).expect("size").len()
     );
 
     const MESSAGES: usize = 2_000;
-    js.publish_json("py.orders", MESSAGES).await.expect("publish");
+    js.publish_json("py.orders", MESSAGES)
+        .await
+        .expect("publish");
     js.publish_with_headers(
         "py.special",
         &[("Nats-Msg-Id", "special-1"), ("X-Trace", "abc")],
@@ -155,16 +163,29 @@ fn the_python_example_refuses_bad_options_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = NatsServer::start().expect("nats-server");
     for (sink, field) in [
-        (json!({"directory": "/out", "payload_encoding": "hex"}), "payload_encoding"),
+        (
+            json!({"directory": "/out", "payload_encoding": "hex"}),
+            "payload_encoding",
+        ),
         (json!({"directory": "/out", "pretty": "yes"}), "pretty"),
         (json!({"directory": "/nowhere"}), "directory"),
         (json!({}), "directory"),
     ] {
-        let config = base_config(&server, STREAM, "py.>", &plugin_path, &dir.path().join("out"), sink.clone());
+        let config = base_config(
+            &server,
+            STREAM,
+            "py.>",
+            &plugin_path,
+            &dir.path().join("out"),
+            sink.clone(),
+        );
         let path = write_config(dir.path(), &config);
         let (code, _, _, log) = validate(&path);
         assert_ne!(code, 0, "{sink} accepted:\n{log}");
-        assert!(log.contains(field), "{sink}: the error does not name {field}:\n{log}");
+        assert!(
+            log.contains(field),
+            "{sink}: the error does not name {field}:\n{log}"
+        );
     }
 }
 
@@ -210,7 +231,11 @@ fn the_python_example_passes_certification() {
     let work = tempfile::tempdir().expect("tempdir");
     let config = certify_config(work.path(), &python_example());
     let config_path = work.path().join("certify.json");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).expect("write");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&config).expect("json"),
+    )
+    .expect("write");
     let (code, stdout, stderr) = sinkhost(&[
         "certify",
         "--config",
@@ -219,7 +244,10 @@ fn the_python_example_passes_certification() {
     ]);
     println!("{stdout}");
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("result: PASSED (11 checks passed)"), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("result: PASSED (11 checks passed)"),
+        "{stdout}{stderr}"
+    );
     assert!(
         stdout.contains("refused as permanent alone"),
         "the binary message must be refused as permanent: {stdout}"
@@ -240,7 +268,16 @@ fn a_new_python_project_builds_and_passes_its_certify_script() {
         "orders-sink",
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    for file in ["src/app.py", "src/sinkhost_sdk.py", "wit/sink.wit", "build.sh", "certify.sh", "certify.json", "manifest.json", "README.md"] {
+    for file in [
+        "src/app.py",
+        "src/sinkhost_sdk.py",
+        "wit/sink.wit",
+        "build.sh",
+        "certify.sh",
+        "certify.json",
+        "manifest.json",
+        "README.md",
+    ] {
         assert!(project.join(file).is_file(), "{file} not generated");
     }
     // A second run into the same (now non-empty) directory is refused.
@@ -258,7 +295,10 @@ fn a_new_python_project_builds_and_passes_its_certify_script() {
 
     let tool = componentize_py();
     let host = sinkhost_bin();
-    let env = [("COMPONENTIZE_PY", tool.as_path()), ("SINKHOST", host.as_path())];
+    let env = [
+        ("COMPONENTIZE_PY", tool.as_path()),
+        ("SINKHOST", host.as_path()),
+    ];
     let (code, output) = bash(&project, "build.sh", &env);
     assert_eq!(code, 0, "build.sh failed:\n{output}");
     let wasm = project.join("orders-sink.wasm");
@@ -269,5 +309,8 @@ fn a_new_python_project_builds_and_passes_its_certify_script() {
     let (code, output) = bash(&project, "certify.sh", &env);
     println!("{output}");
     assert_eq!(code, 0, "certify.sh failed:\n{output}");
-    assert!(output.contains("result: PASSED (11 checks passed)"), "{output}");
+    assert!(
+        output.contains("result: PASSED (11 checks passed)"),
+        "{output}"
+    );
 }
