@@ -15,7 +15,8 @@ command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The registry tests push and pull plugins through a real OCI registry.
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
-# The round-trip tests run the Python reference (nats-sinks) in a venv.
+# The round-trip tests run the Python reference (nats-sinks) in a venv;
+# Python sinks build with componentize-py in one (sdk/python/setup-venv.sh).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod python;
 pub mod rust;
 
 /// The WIT contract every project gets as `wit/sink.wit`.
@@ -230,7 +231,7 @@ pub fn project_files(project: &NewProject) -> Result<Vec<(PathBuf, String)>, Sca
     let name = project.name.as_str();
     let mut files = match project.language {
         Language::Rust => rust::files_with_sdk(name, &rust::sdk_dir(project.sdk_path.as_deref())?),
-        Language::Python => return Err(ScaffoldError::NotAvailable("python")),
+        Language::Python => python::files(name),
         Language::Js => return Err(ScaffoldError::NotAvailable("js")),
     };
     let wit = PathBuf::from("wit/sink.wit");
