@@ -10,6 +10,7 @@ echo "== build host (release)"
 cargo build --release -p sinkhost
 echo "== build plugins"
 bash plugins/build.sh
+bash examples/js-sink/build.sh
 echo "== unit tests: plugins (native)"
 cargo test --release -p sinkhost-plugin-file -p sinkhost-plugin-http -p sinkhost-plugin-s3 -p sinkhost-sdk-http -p sinkhost-sdk-sql
 echo "== host and end-to-end tests"

@@ -28,5 +28,6 @@ pub mod logging;
 pub mod manifest;
 pub mod plugin;
 pub mod registry;
+pub mod scaffold;
 pub mod security;
 pub mod signing;

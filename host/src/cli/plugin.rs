@@ -77,6 +77,18 @@ pub enum PluginCommand {
     /// The manifest embedded in a plugin.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Create a new sink project (source, WIT, build script, manifest,
+    /// certification config) in DIR (default ./NAME; must be empty).
+    New {
+        /// The language of the project.
+        #[arg(long, value_name = "LANG")]
+        lang: String,
+        /// Directory to create the project in (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The plugin's name.
+        name: String,
+    },
 }
 
 /// `sinkhost plugin manifest ...`.
@@ -128,6 +140,12 @@ pub async fn execute(command: PluginCommand) -> anyhow::Result<()> {
         }) => embed_manifest(&manifest, &plugin, out.as_deref()),
         PluginCommand::Manifest(ManifestCommand::Show { json, plugin }) => {
             show_manifest(&plugin, json)
+        }
+        PluginCommand::New { lang, dir, name } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let written = crate::scaffold::generate(&lang, &name, &dir)?;
+            println!("created {} ({} files)", dir.display(), written.len());
+            Ok(())
         }
         PluginCommand::Push { plugin, reference } => push(&plugin, &reference).await,
         PluginCommand::Pull {
