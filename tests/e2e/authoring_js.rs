@@ -26,10 +26,10 @@ fn js_run_config(server: &NatsServer, work: &Path, sink: Value) -> Value {
 }
 
 /// `load_ms=N` and the cache outcome of the `plugin loaded` log line.
-fn load_line(output: &str) -> (Option<u64>, Option<&str>) {
+fn load_line(output: &str) -> (Option<u64>, Option<&'static str>) {
     let line = output
         .lines()
-        .find(|line| line.contains("plugin loaded"))
+        .find(|line| line.contains("plugin loaded plugin="))
         .unwrap_or("");
     let load_ms = line
         .split("load_ms=")
@@ -102,14 +102,22 @@ fn the_js_example_compiles_once_then_starts_from_the_precompiled_cache() {
     let work = tempfile::tempdir().expect("tempdir");
     let config = js_run_config(&server, work.path(), json!({"directory": "/out"}));
     let path = write_config(work.path(), &config);
-    let size = std::fs::metadata(plugin("js-sink")).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(plugin("js-sink"))
+        .map(|m| m.len())
+        .unwrap_or(0);
 
-    let (code, stdout, stderr) = sinkhost(&["validate", path.to_str().expect("utf-8")]);
+    let (code, stdout, stderr) = sinkhost_with_env(
+        &["validate", path.to_str().expect("utf-8")],
+        &[("RUST_LOG", "info")],
+    );
     assert_eq!(code, 0, "{stdout}{stderr}");
     let (cold_ms, cold_cache) = load_line(&format!("{stdout}{stderr}"));
     assert_eq!(cold_cache, Some("Miss"), "{stdout}{stderr}");
 
-    let (code, stdout, stderr) = sinkhost(&["validate", path.to_str().expect("utf-8")]);
+    let (code, stdout, stderr) = sinkhost_with_env(
+        &["validate", path.to_str().expect("utf-8")],
+        &[("RUST_LOG", "info")],
+    );
     assert_eq!(code, 0, "{stdout}{stderr}");
     let (warm_ms, warm_cache) = load_line(&format!("{stdout}{stderr}"));
     assert_eq!(warm_cache, Some("Hit"), "{stdout}{stderr}");
@@ -177,7 +185,11 @@ fn the_js_example_passes_certification() {
         }
     });
     let config_path = work.path().join("certify.json");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json")).expect("write");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&config).expect("json"),
+    )
+    .expect("write");
     let report_path = work.path().join("report.json");
     let (code, stdout, stderr) = sinkhost(&[
         "certify",
