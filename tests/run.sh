@@ -11,6 +11,7 @@ cargo build --release -p sinkhost
 echo "== build plugins"
 bash plugins/build.sh
 bash examples/python-sink/build.sh
+bash examples/js-sink/build.sh
 echo "== unit tests: plugins (native)"
 cargo test --release -p sinkhost-plugin-file -p sinkhost-plugin-http -p sinkhost-plugin-s3 -p sinkhost-sdk-http -p sinkhost-sdk-sql -p sinkhost-sdk
 echo "== host and end-to-end tests"

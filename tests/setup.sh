@@ -19,6 +19,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # Python sinks build with componentize-py in one (sdk/python/setup-venv.sh).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+# The JavaScript example and scaffold are built with componentize-js (npm).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt)"
     need_root apt-get update -qq

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod js;
 pub mod python;
 pub mod rust;
 
@@ -56,9 +57,6 @@ pub enum ScaffoldError {
     /// The target directory has files in it.
     #[error("{0} is not empty: choose a new or empty directory (--dir)")]
     NotEmpty(PathBuf),
-    /// The language's template is not in this build.
-    #[error("`sinkhost plugin new --lang {0}` is not available yet in this build")]
-    NotAvailable(&'static str),
     /// The Rust SDK was not found.
     #[error("cannot find the sinkhost-sdk crate: {0}")]
     SdkNotFound(String),
@@ -232,7 +230,7 @@ pub fn project_files(project: &NewProject) -> Result<Vec<(PathBuf, String)>, Sca
     let mut files = match project.language {
         Language::Rust => rust::files_with_sdk(name, &rust::sdk_dir(project.sdk_path.as_deref())?),
         Language::Python => python::files(name),
-        Language::Js => return Err(ScaffoldError::NotAvailable("js")),
+        Language::Js => js::files(name),
     };
     let wit = PathBuf::from("wit/sink.wit");
     if !files.iter().any(|(path, _)| *path == wit) {
