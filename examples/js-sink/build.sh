@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the JavaScript example sink into target/plugins/js-sink.wasm with its
 # manifest embedded:
-#   1. `npm ci` installs the pinned componentize-js (package-lock.json) into
+#   1. `npm install` installs componentize-js (exact version in package.json) into
 #      examples/js-sink/node_modules (skipped when it is already there);
 #   2. the sink, the SDK helpers (sdk/js) and the WIT (wit/sink.wit, the
 #      js-plugin world, the WASI packages shipped with jco) are staged in
@@ -28,9 +28,13 @@ command -v node >/dev/null 2>&1 || die "node not found (run tests/setup.sh, or a
 command -v npm >/dev/null 2>&1 || die "npm not found (run tests/setup.sh, or apt-get install npm)"
 
 modules="$HERE/node_modules"
-if [ ! -x "$modules/.bin/componentize-js" ] || [ "$HERE/package-lock.json" -nt "$modules/.package-lock.json" ]; then
-    echo "== npm ci (examples/js-sink: componentize-js)"
-    (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed in examples/js-sink"
+if [ ! -x "$modules/.bin/componentize-js" ] || [ "$HERE/package.json" -nt "$modules/.package-lock.json" ]; then
+    echo "== npm install (examples/js-sink: componentize-js)"
+    # componentize-js is pinned exactly in package.json. No lock file: npm 11
+    # installs an incomplete tree from a lock (it drops
+    # @bytecodealliance/preview2-shim), so the tree is resolved afresh.
+    (cd "$HERE" && npm install --no-package-lock --no-audit --no-fund --loglevel=error) ||
+        die "npm could not install componentize-js in examples/js-sink"
 fi
 wasi_wit="$modules/@bytecodealliance/jco/lib/wit/builtin/0.2.12"
 [ -d "$wasi_wit/wasi-filesystem" ] || die "the WASI 0.2.12 WIT packages are missing under $wasi_wit (jco changed?)"
