@@ -333,12 +333,14 @@ impl PluginHost {
                 "no trust policy requires a signature: this plugin's publisher is not verified (see docs/plugin-signing.md)"
             ),
         }
-        let manifest = read_manifest(&path, &bytes)?;
         let grants = PreparedGrants::prepare(&config.grants)?;
         let digest = cache::sha256_hex(&bytes);
         let engine = engine::build().map_err(|err| link_error(&path, &err))?;
         let cache_dir = config.cache_dir.clone().or_else(cache::default_dir);
         let (component, cache) = compile(&path, &engine, &bytes, &digest, cache_dir.as_deref())?;
+        // After compiling: bytes that are not a component are reported as
+        // such, not as an unreadable manifest section.
+        let manifest = read_manifest(&path, &bytes)?;
         let version = sink_version(&path, &engine, &component)?;
         check_imports(&path, &engine, &component, Some(&grants))?;
         let warnings = check_manifest(
