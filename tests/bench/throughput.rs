@@ -47,12 +47,7 @@ impl Row {
 }
 
 fn payload(i: usize) -> Vec<u8> {
-    let head = format!(
-        r#"{{"id":{i},"kind":"bench","ts":{},"pad":""#,
-        1_700_000_000_000u64 + i as u64
-    );
-    let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
-    format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
+    bench_payload(i, PAYLOAD_BYTES)
 }
 
 #[tokio::main]
@@ -463,7 +458,6 @@ async fn host_run(
         ("BENCH_AES_KEY", aes_key.as_str()),
     ];
     let mut host = Host::start_with_env(&config_path, &dir.join("sinkhost.log"), &env)?;
-    let pid = host_pid(&host);
 
     // Clock starts when the consumer has delivered its first message.
     let mut first = None;
@@ -473,9 +467,7 @@ async fn host_run(
         if Instant::now() > deadline {
             anyhow::bail!("{name}: not drained in time:\n{}", host.log());
         }
-        if let Some(pid) = pid {
-            peak_rss = read_peak_rss_mb(pid).or(peak_rss);
-        }
+        peak_rss = host.peak_rss_mb().or(peak_rss);
         let stream_handle = js.context.get_stream(stream).await?;
         if let Ok(mut consumer) = stream_handle.get_consumer::<pull::Config>(name).await {
             let info = consumer.info().await?;
@@ -545,17 +537,6 @@ async fn publish_signed(js: &Js, total: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn host_pid(host: &Host) -> Option<u32> {
-    host.pid()
-}
-
-fn read_peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 /// Start-up time to the first fetch, from the host's own log, with an empty
 /// compile cache and then with the cache filled.
 async fn startup(server: &NatsServer, work: &Path) -> anyhow::Result<(u64, u64)> {
@@ -580,24 +561,8 @@ async fn startup(server: &NatsServer, work: &Path) -> anyhow::Result<(u64, u64)>
         );
         set(&mut config, "plugin.cache_dir", json!(cache));
         let config_path = write_config(&dir, &config);
-        let mut host = Host::start(&config_path, &dir.join("sinkhost.log"))?;
-        let found = wait_until(Duration::from_secs(60), || async {
-            host.log().contains("delivering")
-        })
-        .await;
-        let log = host.log();
-        host.terminate(Duration::from_secs(10));
-        anyhow::ensure!(found, "host did not start:\n{log}");
-        results.push(elapsed_ms(&log).unwrap_or(0));
+        let log = dir.join("sinkhost.log");
+        results.push(startup_to_first_fetch_ms(&config_path, &log, Duration::from_secs(60)).await?);
     }
     Ok((results[0], results[1]))
-}
-
-fn elapsed_ms(log: &str) -> Option<u64> {
-    let line = log.lines().find(|l| l.contains("delivering"))?;
-    let rest = line.split("elapsed_ms=").nth(1)?;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }

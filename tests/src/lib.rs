@@ -350,13 +350,25 @@ pub async fn seconds_to_drain(
     host: &Host,
     timeout: Duration,
 ) -> anyhow::Result<f64> {
+    seconds_to_drain_consumer(js, stream, "sinkhost", host, timeout).await
+}
+
+/// [`seconds_to_drain`] for the durable consumer named `consumer`, so that
+/// several contenders can drain the same messages of one stream.
+pub async fn seconds_to_drain_consumer(
+    js: &Js,
+    stream: &str,
+    consumer: &str,
+    host: &Host,
+    timeout: Duration,
+) -> anyhow::Result<f64> {
     let deadline = Instant::now() + timeout;
     let mut first = None;
     loop {
         if Instant::now() > deadline {
-            bail!("{stream}: not drained in time:\n{}", host.log());
+            bail!("{stream}/{consumer}: not drained in time:\n{}", host.log());
         }
-        if let Ok((pending, ack_pending)) = js.consumer_backlog(stream, "sinkhost").await {
+        if let Ok((pending, ack_pending)) = js.consumer_backlog(stream, consumer).await {
             if first.is_none() && (pending > 0 || ack_pending > 0) {
                 // Delivery started once the consumer exists and holds work.
                 first = Some(Instant::now());
@@ -370,6 +382,42 @@ pub async fn seconds_to_drain(
     Ok(first
         .map(|started| started.elapsed().as_secs_f64())
         .unwrap_or(f64::NAN))
+}
+
+/// Milliseconds from process start to the first fetch, as the host reports
+/// it (`delivering ... elapsed_ms=N` in its log): starts `sinkhost run
+/// CONFIG`, waits up to `timeout` for that line, stops the host. For
+/// start-up benches (cold or warm compile cache, as `CONFIG` says).
+pub async fn startup_to_first_fetch_ms(
+    config: &Path,
+    log_path: &Path,
+    timeout: Duration,
+) -> anyhow::Result<u64> {
+    let mut host = Host::start(config, log_path)?;
+    let started = wait_until(timeout, || async { host.log().contains("delivering") }).await;
+    let log = host.log();
+    host.terminate(Duration::from_secs(10));
+    anyhow::ensure!(started, "host did not start:\n{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("delivering"))
+        .unwrap_or_default();
+    line.split("elapsed_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .with_context(|| format!("no elapsed_ms in the host's start line: {line}"))
+}
+
+/// Message `i` of a bench load: a JSON object of exactly `bytes` bytes
+/// (when `bytes` is at least ~60), `{"id":i,"kind":"bench","ts":...,"pad":"xx..."}`.
+pub fn bench_payload(i: usize, bytes: usize) -> Vec<u8> {
+    let head = format!(
+        r#"{{"id":{i},"kind":"bench","ts":{},"pad":""#,
+        1_700_000_000_000u64 + i as u64
+    );
+    let pad = bytes.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
 }
 
 /// Writes a sinkhost config into `dir/config.json` and returns its path.
@@ -465,6 +513,15 @@ impl Host {
     /// The process id, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Peak resident memory of the process so far (`VmHWM`), in MB; None
+    /// once it has exited or off Linux.
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
     }
 
     /// `kill -9`.
