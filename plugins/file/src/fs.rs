@@ -202,7 +202,7 @@ pub enum Placed {
 fn remove_temp(temp: &Path) {
     if let Err(e) = fs::remove_file(temp) {
         if e.kind() != io::ErrorKind::NotFound {
-            crate::log::warn(&format!(
+            sinkhost_sdk::log::warn(&format!(
                 "could not remove partial or temporary file {}: {}",
                 temp.display(),
                 describe(&e)

@@ -20,10 +20,10 @@
 //!   reference.
 
 use crate::config::has_control_chars;
-use crate::envelope::{Custody, Envelope};
 use crate::json::{self, Json};
 use crate::payload::{self, PayloadError, PayloadMode};
 use crate::time::{iso_utc_micros, parse_rfc3339_ns};
+use sinkhost_sdk::{Custody, Envelope};
 
 pub const SCHEMA: &str = "nats_sinks.file.message.v1";
 pub const CUSTODY_SCHEMA: &str = "nats_sinks.custody.v1";
@@ -796,7 +796,7 @@ fn write_compact_record(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::envelope::MessageMetadata;
+    use sinkhost_sdk::MessageMetadata;
 
     const VECTORS: &str = include_str!("../testdata/nats-sinks-vectors.json");
 
@@ -1098,7 +1098,10 @@ pub(crate) mod tests {
     /// Envelopes that exercise every branch of the record.
     fn varied_envelopes() -> Vec<Envelope> {
         let base = vector_envelope();
-        let mut out = vec![base.clone(), Envelope::default()];
+        // An envelope with every field empty or zero (delivery count too).
+        let mut empty = Envelope::new("", 0, "", Vec::new());
+        empty.delivery_count = 0;
+        let mut out = vec![base.clone(), empty];
         let header_sets: Vec<Vec<(&str, &str)>> = vec![
             vec![],
             vec![("nats-msg-id", "lower"), ("NATS-MSG-ID", "upper")],

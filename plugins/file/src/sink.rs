@@ -1,16 +1,16 @@
 //! The sink itself: `init` validates the config and prepares the directory,
-//! `write_batch` dispatches to the layout. Independent of the WIT bindings.
+//! `write_batch` dispatches to the layout. [`FileSink`] implements
+//! [`sinkhost_sdk::Sink`]; `lib.rs` exports it with `export_sink!`.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+
+use sinkhost_sdk::{log, BatchReport, Envelope, Sink, SinkError};
 
 use crate::config::{FileSinkConfig, Layout};
-use crate::envelope::{BatchReport, Envelope, SinkError};
 use crate::fs::{self, TempNames};
 use crate::layout::per_message::PerMessageWriter;
 use crate::layout::segment::SegmentWriter;
-use crate::log;
 use crate::time;
 
 #[derive(Debug)]
@@ -130,11 +130,6 @@ impl FileSink {
         }
     }
 
-    /// `write-batch` with the wall clock.
-    pub fn write_batch(&mut self, batch: &[Envelope]) -> Result<BatchReport, SinkError> {
-        self.write_batch_at(batch, &time::now_ns)
-    }
-
     /// `write-batch` with a given clock for `stored_at`.
     pub fn write_batch_at(
         &mut self,
@@ -142,7 +137,7 @@ impl FileSink {
         clock: &dyn Fn() -> i64,
     ) -> Result<BatchReport, SinkError> {
         if batch.is_empty() {
-            return Ok(BatchReport::default());
+            return Ok(BatchReport::all_stored());
         }
         match &mut self.writer {
             Writer::PerMessage(w) => Ok(w.write_batch(batch, &self.config, clock)),
@@ -157,37 +152,21 @@ impl FileSink {
     }
 }
 
-/// The instance's sink (a component instance is single-threaded; the mutex
-/// only satisfies `static`).
-static SINK: Mutex<Option<FileSink>> = Mutex::new(None);
-
-/// Export `init`.
-pub fn init(config_json: &str) -> Result<(), String> {
-    let sink =
-        FileSink::open(config_json).inspect_err(|e| log::error(&format!("init failed: {e}")))?;
-    let mut slot = SINK.lock().unwrap_or_else(|p| p.into_inner());
-    if slot.is_some() {
-        log::warn("init called again: configuration replaced");
+impl Sink for FileSink {
+    /// Export `init`: [`FileSink::open`], logging why it failed.
+    fn init(config_json: &str) -> Result<Self, String> {
+        FileSink::open(config_json).inspect_err(|e| log::error(&format!("init failed: {e}")))
     }
-    *slot = Some(sink);
-    Ok(())
-}
 
-/// Export `write-batch`.
-pub fn write_batch(batch: &[Envelope]) -> Result<BatchReport, SinkError> {
-    let mut slot = SINK.lock().unwrap_or_else(|p| p.into_inner());
-    match slot.as_mut() {
-        Some(sink) => sink.write_batch(batch),
-        None => Err(SinkError::transient(
-            "file sink: write-batch called before a successful init",
-        )),
+    /// Export `write-batch` with the wall clock.
+    fn write_batch(&mut self, batch: &[Envelope]) -> Result<BatchReport, SinkError> {
+        self.write_batch_at(batch, &time::now_ns)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::ErrorKind;
     use crate::record::tests::vector_envelope;
 
     #[test]
@@ -244,16 +223,19 @@ mod tests {
     }
 
     #[test]
-    fn write_before_init_is_transient() {
-        // The global slot is empty in this test binary unless `init` ran;
-        // only this test uses it.
-        let e = write_batch(&[vector_envelope()]).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Transient);
+    fn exports_drive_the_sink_like_the_host() {
+        // What `export_sink!` calls: the SDK keeps the sink between calls.
+        use sinkhost_sdk::runtime;
+        let e = runtime::init::<FileSink>(r#"{"directory":"/o","bogus":1}"#).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
         let tmp = tempfile::tempdir().unwrap();
-        init(&serde_json::json!({"directory": tmp.path(), "fsync": false}).to_string()).unwrap();
-        assert!(write_batch(&[vector_envelope()])
-            .unwrap()
-            .failures
-            .is_empty());
+        let config = serde_json::json!({"directory": tmp.path(), "fsync": false}).to_string();
+        runtime::init::<FileSink>(&config).unwrap();
+        let report = runtime::write_batch::<FileSink>(&[vector_envelope()]).unwrap();
+        assert!(report.failures.is_empty());
+        assert!(tmp
+            .path()
+            .join("mission.sensor.track/BENCH-00000000000000000007.json")
+            .exists());
     }
 }

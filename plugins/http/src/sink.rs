@@ -2,45 +2,59 @@
 
 use std::time::Duration;
 
-use sinkhost_sdk_http::{classify, send_all, Class, ConfigSlot, Outcome};
+use sinkhost_sdk::{log, Sink};
+use sinkhost_sdk_http::{classify, send_all, Class, Outcome};
 
-use crate::bindings::sinkhost::sink::log::Level;
 use crate::config::{HttpSinkConfig, Mode};
-use crate::{log, request, BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
+use crate::{request, BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
 
-static CONFIG: ConfigSlot<HttpSinkConfig> = ConfigSlot::new();
-
-/// Checks and keeps the `sink` section.
-pub fn init(text: &str) -> Result<(), String> {
-    let config = HttpSinkConfig::parse(text)?;
-    log(
-        Level::Info,
-        &format!("http sink ready: {} {} ({:?})", config.method, config.url, config.mode),
-    );
-    CONFIG.set(config)
+/// The HTTP sink: the checked `sink` section.
+pub struct HttpSink {
+    config: HttpSinkConfig,
 }
 
-/// Sends the batch and reports what was stored.
-pub fn write_batch(batch: &[Envelope]) -> Result<BatchReport, SinkError> {
-    let config = CONFIG
-        .get()
-        .ok_or_else(|| error(ErrorKind::Permanent, "write-batch before init".into()))?;
-    let requests = request::requests(&config, batch).map_err(|err| error(ErrorKind::Permanent, err))?;
-    let outcomes = send_all(&requests, config.max_in_flight);
-    report(&config, batch, &outcomes)
+impl Sink for HttpSink {
+    /// Checks and keeps the `sink` section.
+    fn init(text: &str) -> Result<Self, String> {
+        let config = HttpSinkConfig::parse(text)?;
+        log::info(&format!(
+            "http sink ready: {} {} ({:?})",
+            config.method, config.url, config.mode
+        ));
+        Ok(HttpSink { config })
+    }
+
+    /// Sends the batch and reports what was stored.
+    fn write_batch(&mut self, batch: &[Envelope]) -> Result<BatchReport, SinkError> {
+        let config = &self.config;
+        let requests =
+            request::requests(config, batch).map_err(|err| error(ErrorKind::Permanent, err))?;
+        let outcomes = send_all(&requests, config.max_in_flight);
+        report(config, batch, &outcomes)
+    }
 }
 
 /// Turns outcomes into the batch report: per message in `per_message`
 /// mode, for the whole batch otherwise. Honours a `Retry-After` up to
 /// `retry_after_max_ms` by waiting before reporting.
-pub fn report(config: &HttpSinkConfig, batch: &[Envelope], outcomes: &[Outcome]) -> Result<BatchReport, SinkError> {
+pub fn report(
+    config: &HttpSinkConfig,
+    batch: &[Envelope],
+    outcomes: &[Outcome],
+) -> Result<BatchReport, SinkError> {
     let classes: Vec<Class> = outcomes.iter().map(classify).collect();
     wait_for_retry_after(config, &classes);
     if config.mode != Mode::PerMessage {
         return match classes.first() {
-            Some(Class::Stored) | None => Ok(BatchReport { failures: Vec::new() }),
-            Some(Class::Transient { reason, .. }) => Err(error(ErrorKind::Transient, batch_reason(batch, reason))),
-            Some(Class::Permanent { reason }) => Err(error(ErrorKind::Permanent, batch_reason(batch, reason))),
+            Some(Class::Stored) | None => Ok(BatchReport {
+                failures: Vec::new(),
+            }),
+            Some(Class::Transient { reason, .. }) => {
+                Err(error(ErrorKind::Transient, batch_reason(batch, reason)))
+            }
+            Some(Class::Permanent { reason }) => {
+                Err(error(ErrorKind::Permanent, batch_reason(batch, reason)))
+            }
         };
     }
     let mut failures = Vec::new();
@@ -52,20 +66,24 @@ pub fn report(config: &HttpSinkConfig, batch: &[Envelope], outcomes: &[Outcome])
         };
         failures.push(MessageFailure {
             index: u32::try_from(index).unwrap_or(u32::MAX),
-            error: error(kind, format!("{} {}: {reason}", config.url, request::idempotency_key(envelope))),
+            error: error(
+                kind,
+                format!(
+                    "{} {}: {reason}",
+                    config.url,
+                    request::idempotency_key(envelope)
+                ),
+            ),
         });
     }
     if let Some(first) = failures.first() {
-        log(
-            Level::Warn,
-            &format!(
-                "{} of {} messages not stored by {}; first: {}",
-                failures.len(),
-                batch.len(),
-                config.url,
-                first.error.message
-            ),
-        );
+        log::warn(&format!(
+            "{} of {} messages not stored by {}; first: {}",
+            failures.len(),
+            batch.len(),
+            config.url,
+            first.error.message
+        ));
     }
     Ok(BatchReport { failures })
 }
@@ -94,7 +112,9 @@ fn wait_for_retry_after(config: &HttpSinkConfig, classes: &[Class]) {
     if let Some(millis) = longest {
         let wait = millis.min(config.retry_after_max_ms);
         if wait > 0 {
-            log(Level::Info, &format!("server asked to retry after {millis} ms; waiting {wait} ms"));
+            log::info(&format!(
+                "server asked to retry after {millis} ms; waiting {wait} ms"
+            ));
             std::thread::sleep(Duration::from_millis(wait));
         }
     }
@@ -121,7 +141,12 @@ mod tests {
     #[test]
     fn per_message_outcomes_become_per_message_failures() {
         let config = HttpSinkConfig::parse(r#"{"url": "http://h/in"}"#).unwrap();
-        let batch = [envelope(1, b"a"), envelope(2, b"b"), envelope(3, b"c"), envelope(4, b"d")];
+        let batch = [
+            envelope(1, b"a"),
+            envelope(2, b"b"),
+            envelope(3, b"c"),
+            envelope(4, b"d"),
+        ];
         let outcomes = [
             response(200),
             response(400),
@@ -129,10 +154,18 @@ mod tests {
             Err(Failure::Refused("HttpRequestDenied".into())),
         ];
         let report = report(&config, &batch, &outcomes).unwrap();
-        let kinds: Vec<(u32, ErrorKind)> = report.failures.iter().map(|f| (f.index, f.error.kind)).collect();
+        let kinds: Vec<(u32, ErrorKind)> = report
+            .failures
+            .iter()
+            .map(|f| (f.index, f.error.kind))
+            .collect();
         assert_eq!(
             kinds,
-            [(1, ErrorKind::Permanent), (2, ErrorKind::Transient), (3, ErrorKind::Transient)]
+            [
+                (1, ErrorKind::Permanent),
+                (2, ErrorKind::Transient),
+                (3, ErrorKind::Transient)
+            ]
         );
         assert!(report.failures[0].error.message.contains("ORDERS-2"));
         assert!(report.failures[0].error.message.contains("HTTP 400: nope"));
@@ -140,12 +173,19 @@ mod tests {
 
     #[test]
     fn a_batch_request_succeeds_or_fails_as_a_whole() {
-        let config = HttpSinkConfig::parse(r#"{"url": "http://h/in", "mode": "json_array"}"#).unwrap();
+        let config =
+            HttpSinkConfig::parse(r#"{"url": "http://h/in", "mode": "json_array"}"#).unwrap();
         let batch = [envelope(1, b"a"), envelope(2, b"b")];
-        assert!(report(&config, &batch, &[response(204)]).unwrap().failures.is_empty());
+        assert!(report(&config, &batch, &[response(204)])
+            .unwrap()
+            .failures
+            .is_empty());
         let err = report(&config, &batch, &[response(500)]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Transient);
         assert!(err.message.contains("ORDERS-1..2"), "{}", err.message);
-        assert_eq!(report(&config, &batch, &[response(422)]).unwrap_err().kind, ErrorKind::Permanent);
+        assert_eq!(
+            report(&config, &batch, &[response(422)]).unwrap_err().kind,
+            ErrorKind::Permanent
+        );
     }
 }

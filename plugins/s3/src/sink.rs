@@ -1,39 +1,42 @@
 //! `init` and `write-batch`: objects out, batch report back.
 
+use sinkhost_sdk::{log, Sink};
+use sinkhost_sdk_http::{classify, classify_status, excerpt, send_all, Class, Outcome};
 
-use sinkhost_sdk_http::{classify, classify_status, excerpt, send_all, Class, ConfigSlot, Outcome};
-
-use crate::bindings::sinkhost::sink::log::Level;
 use crate::config::{Mode, S3SinkConfig};
 use crate::request::{self, ObjectWrite};
-use crate::{log, BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
+use crate::{BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
 
-static CONFIG: ConfigSlot<S3SinkConfig> = ConfigSlot::new();
+/// The S3 sink: the checked `sink` section.
+pub struct S3Sink {
+    config: S3SinkConfig,
+}
 
-/// Checks and keeps the `sink` section.
-pub fn init(text: &str) -> Result<(), String> {
-    let config = S3SinkConfig::parse(text)?;
-    log(
-        Level::Info,
-        &format!(
+impl Sink for S3Sink {
+    /// Checks and keeps the `sink` section.
+    fn init(text: &str) -> Result<Self, String> {
+        let config = S3SinkConfig::parse(text)?;
+        log::info(&format!(
             "s3 sink ready: bucket {} at {} ({:?}, keys {})",
             config.bucket,
             config.endpoint,
             config.mode,
             config.key.source()
-        ),
-    );
-    CONFIG.set(config)
-}
+        ));
+        Ok(S3Sink { config })
+    }
 
-/// Writes the batch's objects and reports what was stored.
-pub fn write_batch(batch: &[Envelope]) -> Result<BatchReport, SinkError> {
-    let config = CONFIG
-        .get()
-        .ok_or_else(|| error(ErrorKind::Permanent, "write-batch before init".into()))?;
-    let writes = request::objects(&config, batch).map_err(|err| error(ErrorKind::Permanent, err))?;
-    let outcomes = send_all(writes.iter().map(|write| &write.request), config.max_in_flight);
-    report(&config, batch, &writes, &outcomes)
+    /// Writes the batch's objects and reports what was stored.
+    fn write_batch(&mut self, batch: &[Envelope]) -> Result<BatchReport, SinkError> {
+        let config = &self.config;
+        let writes =
+            request::objects(config, batch).map_err(|err| error(ErrorKind::Permanent, err))?;
+        let outcomes = send_all(
+            writes.iter().map(|write| &write.request),
+            config.max_in_flight,
+        );
+        report(config, batch, &writes, &outcomes)
+    }
 }
 
 /// What an S3 answer means for the object.
@@ -56,7 +59,11 @@ pub fn classify_object(outcome: &Outcome) -> Class {
             ),
             retry_after_seconds: None,
         },
-        Ok(response) => classify_status(response.status, response.header("retry-after"), &response.body),
+        Ok(response) => classify_status(
+            response.status,
+            response.header("retry-after"),
+            &response.body,
+        ),
         Err(_) => classify(outcome),
     }
 }
@@ -74,8 +81,12 @@ pub fn report(
     for (write, outcome) in writes.iter().zip(outcomes) {
         let failure = match classify_object(outcome) {
             Class::Stored => continue,
-            Class::Transient { reason, .. } => (ErrorKind::Transient, format!("{}: {reason}", write.key)),
-            Class::Permanent { reason } => (ErrorKind::Permanent, format!("{}: {reason}", write.key)),
+            Class::Transient { reason, .. } => {
+                (ErrorKind::Transient, format!("{}: {reason}", write.key))
+            }
+            Class::Permanent { reason } => {
+                (ErrorKind::Permanent, format!("{}: {reason}", write.key))
+            }
         };
         for &index in &write.messages {
             if let Some(slot) = worst.get_mut(index) {
@@ -87,7 +98,9 @@ pub fn report(
     }
     if config.mode == Mode::PerBatch {
         return match worst.into_iter().flatten().next() {
-            None => Ok(BatchReport { failures: Vec::new() }),
+            None => Ok(BatchReport {
+                failures: Vec::new(),
+            }),
             Some((kind, message)) => Err(error(kind, message)),
         };
     }
@@ -102,16 +115,13 @@ pub fn report(
         })
         .collect();
     if let Some(first) = failures.first() {
-        log(
-            Level::Warn,
-            &format!(
-                "{} of {} messages not stored in bucket {}; first: {}",
-                failures.len(),
-                batch.len(),
-                config.bucket,
-                first.error.message
-            ),
-        );
+        log::warn(&format!(
+            "{} of {} messages not stored in bucket {}; first: {}",
+            failures.len(),
+            batch.len(),
+            config.bucket,
+            first.error.message
+        ));
     }
     Ok(BatchReport { failures })
 }
@@ -137,32 +147,76 @@ mod tests {
     #[test]
     fn s3_answers_are_classified() {
         assert_eq!(classify_object(&status(200)), Class::Stored);
-        assert_eq!(classify_object(&status(412)), Class::Stored, "already stored");
-        assert!(matches!(classify_object(&status(403)), Class::Transient { .. }));
-        assert!(matches!(classify_object(&status(503)), Class::Transient { .. }));
-        assert!(matches!(classify_object(&status(409)), Class::Transient { .. }));
-        assert!(matches!(classify_object(&status(400)), Class::Permanent { .. }));
+        assert_eq!(
+            classify_object(&status(412)),
+            Class::Stored,
+            "already stored"
+        );
+        assert!(matches!(
+            classify_object(&status(403)),
+            Class::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_object(&status(503)),
+            Class::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_object(&status(409)),
+            Class::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_object(&status(400)),
+            Class::Permanent { .. }
+        ));
     }
 
     #[test]
     fn a_message_is_stored_only_when_all_its_objects_are() {
-        let config = S3SinkConfig::parse(r#"{"endpoint": "http://h:1", "bucket": "events", "metadata": "sidecar"}"#).unwrap();
+        let config = S3SinkConfig::parse(
+            r#"{"endpoint": "http://h:1", "bucket": "events", "metadata": "sidecar"}"#,
+        )
+        .unwrap();
         let batch = [envelope(1, b"a"), envelope(2, b"b"), envelope(3, b"c")];
         let writes = request::objects(&config, &batch).unwrap();
         assert_eq!(writes.len(), 6);
-        let outcomes = [status(200), status(412), status(200), status(503), status(400), status(200)];
+        let outcomes = [
+            status(200),
+            status(412),
+            status(200),
+            status(503),
+            status(400),
+            status(200),
+        ];
         let report = report(&config, &batch, &writes, &outcomes).unwrap();
-        let kinds: Vec<(u32, ErrorKind)> = report.failures.iter().map(|f| (f.index, f.error.kind)).collect();
-        assert_eq!(kinds, [(1, ErrorKind::Transient), (2, ErrorKind::Permanent)]);
+        let kinds: Vec<(u32, ErrorKind)> = report
+            .failures
+            .iter()
+            .map(|f| (f.index, f.error.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(1, ErrorKind::Transient), (2, ErrorKind::Permanent)]
+        );
         assert!(report.failures[0].error.message.contains(".meta.json"));
     }
 
     #[test]
     fn a_batch_object_decides_for_the_batch() {
-        let config = S3SinkConfig::parse(r#"{"endpoint": "http://h:1", "bucket": "events", "mode": "per_batch"}"#).unwrap();
+        let config = S3SinkConfig::parse(
+            r#"{"endpoint": "http://h:1", "bucket": "events", "mode": "per_batch"}"#,
+        )
+        .unwrap();
         let batch = [envelope(1, b"a"), envelope(2, b"b")];
         let writes = request::objects(&config, &batch).unwrap();
-        assert!(report(&config, &batch, &writes, &[status(200)]).unwrap().failures.is_empty());
-        assert_eq!(report(&config, &batch, &writes, &[status(403)]).unwrap_err().kind, ErrorKind::Transient);
+        assert!(report(&config, &batch, &writes, &[status(200)])
+            .unwrap()
+            .failures
+            .is_empty());
+        assert_eq!(
+            report(&config, &batch, &writes, &[status(403)])
+                .unwrap_err()
+                .kind,
+            ErrorKind::Transient
+        );
     }
 }

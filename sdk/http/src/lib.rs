@@ -23,16 +23,12 @@ use std::fmt;
 
 pub mod record;
 
-/// The WIT types of `sinkhost:sink/types@0.1.0`, generated once: plugins
-/// built on this crate map their bindings onto them
-/// (`with: { "sinkhost:sink/types@0.1.0": sinkhost_sdk_http::wit::sinkhost::sink::types }`),
-/// so [`record::view`] accepts their envelopes.
-pub mod wit {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "sink-types",
-    });
-}
+/// The WIT bindings of `sinkhost-sdk` (`sinkhost_sdk::wit`, generated once
+/// there), so an envelope is the same type for plugins on either SDK and
+/// [`record::view`] takes them. Plugins that generate their own bindings
+/// (the database sinks) map them onto these types
+/// (`with: { "sinkhost:sink/types@0.1.0": sinkhost_sdk_http::wit::sinkhost::sink::types }`).
+pub use sinkhost_sdk::wit;
 
 /// One request to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 pub mod per_message;
 pub mod segment;
 
+use sinkhost_sdk::BatchReport;
+
 use crate::payload::sha256_hex;
 
 /// Longest path component produced by [`safe_path_component`].
@@ -37,6 +39,14 @@ pub fn safe_path_component(value: &str, fallback: &str) -> String {
         return format!("{}-{}", &trimmed[..80], &sha256_hex(value.as_bytes())[..32]);
     }
     trimmed.to_owned()
+}
+
+/// `report` with its failures in index order. A batch can fail a message in
+/// two passes (write, then directory fsync); sorting keeps the report and the
+/// tests' expectations independent of that order.
+pub fn sorted(mut report: BatchReport) -> BatchReport {
+    report.failures.sort_by_key(|failure| failure.index);
+    report
 }
 
 #[cfg(test)]

@@ -56,12 +56,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config::{DuplicatePolicy, FileSinkConfig, WriteMode};
-use crate::envelope::{BatchReport, Envelope, SinkError};
 use crate::fs::{self, Created, Placed, TempNames};
 use crate::json;
-use crate::layout::safe_path_component;
-use crate::log;
+use crate::layout::{safe_path_component, sorted};
 use crate::record;
+use sinkhost_sdk::log;
+use sinkhost_sdk::{BatchReport, Envelope, SinkError};
 
 /// Directories whose entry is known to be durable are remembered up to this
 /// many entries (forgetting one only costs one more fsync of its parent).
@@ -316,7 +316,7 @@ impl PerMessageWriter {
         cfg: &FileSinkConfig,
         clock: &dyn Fn() -> i64,
     ) -> BatchReport {
-        let mut report = BatchReport::default();
+        let mut report = BatchReport::all_stored();
         // Stored messages by the directory that must be synced.
         let mut stored: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
 
@@ -334,7 +334,7 @@ impl PerMessageWriter {
         }
 
         if !cfg.fsync {
-            return report.sorted();
+            return sorted(report);
         }
         let mut synced: BTreeMap<PathBuf, Result<(), String>> = BTreeMap::new();
         let mut sync = |dir: &Path| -> Result<(), String> {
@@ -375,7 +375,7 @@ impl PerMessageWriter {
             self.known_dirs.clear();
         }
         self.known_dirs.extend(confirmed);
-        report.sorted()
+        sorted(report)
     }
 }
 
@@ -383,9 +383,9 @@ impl PerMessageWriter {
 mod tests {
     use super::*;
     use crate::config::Layout;
-    use crate::envelope::ErrorKind;
     use crate::payload::PayloadMode;
     use crate::record::tests::{vector_envelope, VECTOR_STORED_AT};
+    use sinkhost_sdk::ErrorKind;
 
     fn cfg(dir: &Path) -> FileSinkConfig {
         FileSinkConfig {

@@ -58,13 +58,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config::{DuplicatePolicy, FileSinkConfig};
-use crate::envelope::{BatchReport, Envelope, SinkError};
 use crate::fs::{self, Placed, TempNames};
 use crate::json;
-use crate::layout::safe_path_component;
-use crate::log;
+use crate::layout::{safe_path_component, sorted};
 use crate::payload::sha256_hex;
 use crate::record;
+use sinkhost_sdk::log;
+use sinkhost_sdk::{BatchReport, Envelope, SinkError};
 
 /// Sub-directory of the output directory that holds the segments.
 pub const SEGMENTS_DIR: &str = "segments";
@@ -418,7 +418,7 @@ impl SegmentWriter {
         cfg: &FileSinkConfig,
         clock: &dyn Fn() -> i64,
     ) -> Result<BatchReport, SinkError> {
-        let mut report = BatchReport::default();
+        let mut report = BatchReport::all_stored();
         let mut states = vec![State::Failed; batch.len()];
         let mut components: HashMap<&str, String> = HashMap::new();
         let mut first_seen: HashMap<(&str, u64), usize> = HashMap::new();
@@ -560,7 +560,7 @@ impl SegmentWriter {
             fs::sync_dir(&self.dir).map_err(|e| io_error("cannot fsync", &self.dir, &e))?;
         }
         self.dirty = false;
-        Ok(report.sorted())
+        Ok(sorted(report))
     }
 
     /// Writes `lines` as one segment. Returns the indices found already
@@ -640,9 +640,9 @@ impl SegmentWriter {
 mod tests {
     use super::*;
     use crate::config::Layout;
-    use crate::envelope::ErrorKind;
     use crate::payload::PayloadMode;
     use crate::record::tests::{vector_envelope, VECTOR_STORED_AT};
+    use sinkhost_sdk::ErrorKind;
 
     fn cfg(dir: &Path) -> FileSinkConfig {
         FileSinkConfig {
