@@ -37,7 +37,15 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot connect to {}", args.url))?;
     let js = jetstream::new(client);
-    ensure_stream(&js, &args.stream, args.stream_subjects.split(',').map(str::to_string).collect()).await?;
+    ensure_stream(
+        &js,
+        &args.stream,
+        args.stream_subjects
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+    )
+    .await?;
     for extra in &args.extra_streams {
         let (name, subject) = extra
             .split_once('=')
@@ -62,11 +70,18 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("publish not confirmed")?;
     }
-    println!("published {} sample events to stream {}", args.count, args.stream);
+    println!(
+        "published {} sample events to stream {}",
+        args.count, args.stream
+    );
     Ok(())
 }
 
-async fn ensure_stream(js: &jetstream::Context, name: &str, subjects: Vec<String>) -> anyhow::Result<()> {
+async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: Vec<String>,
+) -> anyhow::Result<()> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: name.to_string(),
         subjects,

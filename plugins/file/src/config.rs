@@ -429,11 +429,21 @@ mod tests {
 
     #[test]
     fn write_mode_choices() {
-        let direct = FileSinkConfig::from_json(r#"{"directory": "/out", "write_mode": "direct"}"#).unwrap();
+        let direct =
+            FileSinkConfig::from_json(r#"{"directory": "/out", "write_mode": "direct"}"#).unwrap();
         assert_eq!(direct.write_mode, WriteMode::Direct);
-        assert_eq!(FileSinkConfig::from_json(r#"{"directory": "/out"}"#).unwrap().write_mode, WriteMode::Atomic);
-        assert!(err(r#"{"directory": "/out", "write_mode": "fast"}"#).contains("sink.write_mode must be one of \"atomic\", \"direct\""));
-        let segment = FileSinkConfig::from_json(r#"{"directory": "/out", "layout": "segment", "write_mode": "direct"}"#).unwrap();
+        assert_eq!(
+            FileSinkConfig::from_json(r#"{"directory": "/out"}"#)
+                .unwrap()
+                .write_mode,
+            WriteMode::Atomic
+        );
+        assert!(err(r#"{"directory": "/out", "write_mode": "fast"}"#)
+            .contains("sink.write_mode must be one of \"atomic\", \"direct\""));
+        let segment = FileSinkConfig::from_json(
+            r#"{"directory": "/out", "layout": "segment", "write_mode": "direct"}"#,
+        )
+        .unwrap();
         assert_eq!(segment.ignored, vec!["write_mode"]);
     }
 

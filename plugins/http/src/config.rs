@@ -83,7 +83,13 @@ fn default_retry_after_max_ms() -> u64 {
 }
 
 /// Headers the sink sets itself; the config may not override them.
-const RESERVED_HEADERS: [&str; 5] = ["idempotency-key", "content-type", "content-encoding", "content-length", "host"];
+const RESERVED_HEADERS: [&str; 5] = [
+    "idempotency-key",
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "host",
+];
 /// Headers that carry credentials: they belong in the host's grant.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
@@ -110,7 +116,11 @@ impl HttpSinkConfig {
             if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-sinkhost-") {
                 return Err(format!("sink.headers.{name}: set by the sink itself"));
             }
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            {
                 return Err(format!("sink.headers: `{name}` is not a valid header name"));
             }
         }
@@ -151,9 +161,18 @@ mod tests {
         for (text, field) in [
             (r#"{"url": "nope"}"#, "sink.url"),
             (r#"{"url": "http://h/", "method": "GET"}"#, "sink.method"),
-            (r#"{"url": "http://h/", "headers": {"Authorization": "Bearer x"}}"#, "sink.headers.Authorization"),
-            (r#"{"url": "http://h/", "headers": {"Idempotency-Key": "x"}}"#, "sink.headers.Idempotency-Key"),
-            (r#"{"url": "http://h/", "max_in_flight": 0}"#, "sink.max_in_flight"),
+            (
+                r#"{"url": "http://h/", "headers": {"Authorization": "Bearer x"}}"#,
+                "sink.headers.Authorization",
+            ),
+            (
+                r#"{"url": "http://h/", "headers": {"Idempotency-Key": "x"}}"#,
+                "sink.headers.Idempotency-Key",
+            ),
+            (
+                r#"{"url": "http://h/", "max_in_flight": 0}"#,
+                "sink.max_in_flight",
+            ),
             (r#"{"url": "http://h/", "unknown": 1}"#, "unknown field"),
             (r#"{"url": "http://h/", "mode": "xml"}"#, "unknown variant"),
         ] {

@@ -12,7 +12,10 @@ pub use sinkhost_sdk_http::record::RECORD_SCHEMA;
 /// The requests for a batch: one per message, or one for the whole batch.
 pub fn requests(config: &HttpSinkConfig, batch: &[Envelope]) -> Result<Vec<Request>, String> {
     match config.mode {
-        Mode::PerMessage => batch.iter().map(|envelope| per_message(config, envelope)).collect(),
+        Mode::PerMessage => batch
+            .iter()
+            .map(|envelope| per_message(config, envelope))
+            .collect(),
         Mode::JsonLines | Mode::JsonArray => Ok(vec![per_batch(config, batch)?]),
     }
 }
@@ -23,7 +26,10 @@ fn per_message(config: &HttpSinkConfig, envelope: &Envelope) -> Result<Request, 
         Body::Record => serde_json::to_vec(&record(envelope)).map_err(|err| err.to_string())?,
     };
     let mut headers = common_headers(config);
-    headers.push(("Idempotency-Key".into(), idempotency_key(envelope).into_bytes()));
+    headers.push((
+        "Idempotency-Key".into(),
+        idempotency_key(envelope).into_bytes(),
+    ));
     if config.metadata_headers {
         headers.extend(metadata_headers(envelope));
     }
@@ -47,13 +53,26 @@ fn per_batch(config: &HttpSinkConfig, batch: &[Envelope]) -> Result<Request, Str
     if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
         headers.push((
             "Idempotency-Key".into(),
-            format!("{}-{}-{}", first.stream, first.stream_sequence, last.stream_sequence).into_bytes(),
+            format!(
+                "{}-{}-{}",
+                first.stream, first.stream_sequence, last.stream_sequence
+            )
+            .into_bytes(),
         ));
         if config.metadata_headers {
             headers.push(("X-Sinkhost-Stream".into(), header_value(&first.stream)));
-            headers.push(("X-Sinkhost-First-Sequence".into(), first.stream_sequence.to_string().into_bytes()));
-            headers.push(("X-Sinkhost-Last-Sequence".into(), last.stream_sequence.to_string().into_bytes()));
-            headers.push(("X-Sinkhost-Count".into(), batch.len().to_string().into_bytes()));
+            headers.push((
+                "X-Sinkhost-First-Sequence".into(),
+                first.stream_sequence.to_string().into_bytes(),
+            ));
+            headers.push((
+                "X-Sinkhost-Last-Sequence".into(),
+                last.stream_sequence.to_string().into_bytes(),
+            ));
+            headers.push((
+                "X-Sinkhost-Count".into(),
+                batch.len().to_string().into_bytes(),
+            ));
         }
     }
     finish(config, headers, body)
@@ -70,15 +89,26 @@ fn common_headers(config: &HttpSinkConfig) -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|(name, value)| (name.clone(), value.clone().into_bytes()))
         .collect();
-    headers.push(("Content-Type".into(), config.content_type().as_bytes().to_vec()));
+    headers.push((
+        "Content-Type".into(),
+        config.content_type().as_bytes().to_vec(),
+    ));
     if config.gzip {
         headers.push(("Content-Encoding".into(), b"gzip".to_vec()));
     }
     headers
 }
 
-fn finish(config: &HttpSinkConfig, headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Result<Request, String> {
-    let body = if config.gzip { sinkhost_sdk_http::gzip(&body)? } else { body };
+fn finish(
+    config: &HttpSinkConfig,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+) -> Result<Request, String> {
+    let body = if config.gzip {
+        sinkhost_sdk_http::gzip(&body)?
+    } else {
+        body
+    };
     Ok(Request {
         method: config.method.clone(),
         url: config.url.clone(),
@@ -123,17 +153,27 @@ pub(crate) mod tests {
         assert_eq!(first.method, "POST");
         assert_eq!(first.body, b"{\"a\":1}");
         assert_eq!(first.header("idempotency-key"), Some(&b"ORDERS-7"[..]));
-        assert_eq!(first.header("x-sinkhost-subject"), Some(&b"orders.created"[..]));
+        assert_eq!(
+            first.header("x-sinkhost-subject"),
+            Some(&b"orders.created"[..])
+        );
         assert_eq!(first.header("x-sinkhost-labels"), Some(&b"a;b"[..]));
         assert_eq!(first.header("x-sinkhost-priority"), Some(&b"high"[..]));
         assert_eq!(first.header("x-tenant"), Some(&b"t1"[..]));
-        assert_eq!(requests[1].header("idempotency-key"), Some(&b"ORDERS-8"[..]));
+        assert_eq!(
+            requests[1].header("idempotency-key"),
+            Some(&b"ORDERS-8"[..])
+        );
     }
 
     #[test]
     fn batch_modes_send_one_request_of_records() {
         let c = config(r#"{"url": "http://h/in", "mode": "json_lines"}"#);
-        let batch = [envelope(1, b"{\"a\":1}"), envelope(2, b"text"), envelope(3, &[0xff, 0x00])];
+        let batch = [
+            envelope(1, b"{\"a\":1}"),
+            envelope(2, b"text"),
+            envelope(3, &[0xff, 0x00]),
+        ];
         let requests = requests(&c, &batch).unwrap();
         assert_eq!(requests.len(), 1);
         let lines: Vec<Value> = requests[0]
@@ -146,8 +186,14 @@ pub(crate) mod tests {
         assert_eq!(lines[0]["payload"], json!({"a": 1}));
         assert_eq!(lines[1]["payload_encoding"], "text");
         assert_eq!(lines[2]["payload"], "/wA=");
-        assert_eq!(requests[0].header("idempotency-key"), Some(&b"ORDERS-1-3"[..]));
-        assert_eq!(requests[0].header("content-type"), Some(&b"application/x-ndjson"[..]));
+        assert_eq!(
+            requests[0].header("idempotency-key"),
+            Some(&b"ORDERS-1-3"[..])
+        );
+        assert_eq!(
+            requests[0].header("content-type"),
+            Some(&b"application/x-ndjson"[..])
+        );
         let c = config(r#"{"url": "http://h/in", "mode": "json_array"}"#);
         let array: Vec<Value> = serde_json::from_slice(&requests_of(&c, &batch)[0].body).unwrap();
         assert_eq!(array.len(), 3);
@@ -165,7 +211,9 @@ pub(crate) mod tests {
         let request = &requests_of(&c, &[envelope(1, b"hello hello hello")])[0];
         assert_eq!(request.header("content-encoding"), Some(&b"gzip"[..]));
         let mut plain = String::new();
-        flate2::read::GzDecoder::new(request.body.as_slice()).read_to_string(&mut plain).unwrap();
+        flate2::read::GzDecoder::new(request.body.as_slice())
+            .read_to_string(&mut plain)
+            .unwrap();
         assert_eq!(plain, "hello hello hello");
     }
 }

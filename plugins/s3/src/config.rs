@@ -8,7 +8,8 @@ use crate::key::KeyTemplate;
 /// date, sequence), so a redelivery targets the same key.
 pub const DEFAULT_MESSAGE_KEY: &str = "{stream}/{yyyy}/{mm}/{dd}/{stream}-{sequence:020}.json";
 /// Default object key of one batch.
-pub const DEFAULT_BATCH_KEY: &str = "{stream}/{yyyy}/{mm}/{dd}/{stream}-{first_sequence:020}-{last_sequence:020}.jsonl";
+pub const DEFAULT_BATCH_KEY: &str =
+    "{stream}/{yyyy}/{mm}/{dd}/{stream}-{first_sequence:020}-{last_sequence:020}.jsonl";
 
 /// One object per message or per batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -113,11 +114,14 @@ pub struct S3SinkConfig {
 impl S3SinkConfig {
     /// Parses and checks the `sink` section; errors name the field.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: S3SinkConfigFile = serde_json::from_str(text).map_err(|err| format!("sink: {err}"))?;
-        let (_, authority, path) =
-            sinkhost_sdk_http::split_url(&file.endpoint).map_err(|err| format!("sink.endpoint: {err}"))?;
+        let file: S3SinkConfigFile =
+            serde_json::from_str(text).map_err(|err| format!("sink: {err}"))?;
+        let (_, authority, path) = sinkhost_sdk_http::split_url(&file.endpoint)
+            .map_err(|err| format!("sink.endpoint: {err}"))?;
         if path != "/" || authority.contains('@') {
-            return Err("sink.endpoint: write only scheme://host[:port], e.g. http://127.0.0.1:8333".into());
+            return Err(
+                "sink.endpoint: write only scheme://host[:port], e.g. http://127.0.0.1:8333".into(),
+            );
         }
         check_bucket(&file.bucket)?;
         let template = file.key_template.clone().unwrap_or_else(|| {
@@ -127,7 +131,8 @@ impl S3SinkConfig {
             }
             .to_string()
         });
-        let key = KeyTemplate::parse(&template, file.mode).map_err(|err| format!("sink.key_template: {err}"))?;
+        let key = KeyTemplate::parse(&template, file.mode)
+            .map_err(|err| format!("sink.key_template: {err}"))?;
         if file.max_in_flight == 0 || file.max_in_flight > 256 {
             return Err("sink.max_in_flight: must be between 1 and 256".into());
         }
@@ -158,13 +163,17 @@ impl S3SinkConfig {
 /// `-`, starting and ending with a letter or digit).
 fn check_bucket(bucket: &str) -> Result<(), String> {
     let valid = (3..=63).contains(&bucket.len())
-        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
         && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
         && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
     if valid {
         Ok(())
     } else {
-        Err(format!("sink.bucket: `{bucket}` is not a valid S3 bucket name"))
+        Err(format!(
+            "sink.bucket: `{bucket}` is not a valid S3 bucket name"
+        ))
     }
 }
 
@@ -174,7 +183,8 @@ mod tests {
 
     #[test]
     fn defaults_are_deterministic_per_message_records() {
-        let c = S3SinkConfig::parse(r#"{"endpoint": "http://127.0.0.1:8333", "bucket": "events"}"#).unwrap();
+        let c = S3SinkConfig::parse(r#"{"endpoint": "http://127.0.0.1:8333", "bucket": "events"}"#)
+            .unwrap();
         assert_eq!(c.mode, Mode::PerMessage);
         assert_eq!(c.body, Body::Record);
         assert_eq!(c.metadata, Metadata::Headers);
@@ -186,13 +196,31 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         for (text, field) in [
-            (r#"{"endpoint": "nope", "bucket": "events"}"#, "sink.endpoint"),
-            (r#"{"endpoint": "http://h/path", "bucket": "events"}"#, "sink.endpoint"),
+            (
+                r#"{"endpoint": "nope", "bucket": "events"}"#,
+                "sink.endpoint",
+            ),
+            (
+                r#"{"endpoint": "http://h/path", "bucket": "events"}"#,
+                "sink.endpoint",
+            ),
             (r#"{"endpoint": "http://h", "bucket": "Ev"}"#, "sink.bucket"),
-            (r#"{"endpoint": "http://h", "bucket": "events", "key_template": "{nope}"}"#, "sink.key_template"),
-            (r#"{"endpoint": "http://h", "bucket": "events", "key_template": "{stream}/fixed"}"#, "sink.key_template"),
-            (r#"{"endpoint": "http://h", "bucket": "events", "mode": "per_batch", "key_template": "{sequence}"}"#, "sink.key_template"),
-            (r#"{"endpoint": "http://h", "bucket": "events", "access_key": "x"}"#, "unknown field"),
+            (
+                r#"{"endpoint": "http://h", "bucket": "events", "key_template": "{nope}"}"#,
+                "sink.key_template",
+            ),
+            (
+                r#"{"endpoint": "http://h", "bucket": "events", "key_template": "{stream}/fixed"}"#,
+                "sink.key_template",
+            ),
+            (
+                r#"{"endpoint": "http://h", "bucket": "events", "mode": "per_batch", "key_template": "{sequence}"}"#,
+                "sink.key_template",
+            ),
+            (
+                r#"{"endpoint": "http://h", "bucket": "events", "access_key": "x"}"#,
+                "unknown field",
+            ),
         ] {
             let err = S3SinkConfig::parse(text).unwrap_err();
             assert!(err.contains(field), "{text}: {err}");

@@ -64,16 +64,26 @@ impl KeyTemplate {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
-        if parts.iter().any(|p| matches!(p, Part::Text(t) if t.contains('}'))) {
+        if parts
+            .iter()
+            .any(|p| matches!(p, Part::Text(t) if t.contains('}')))
+        {
             return Err("a `}` without `{`".into());
         }
         let has = |wanted: fn(&Part) -> bool| parts.iter().any(wanted);
         match mode {
             Mode::PerMessage if !has(|p| matches!(p, Part::Sequence(_))) => {
-                return Err("a per-message key needs `{sequence}` (or two messages would share a key)".into())
+                return Err(
+                    "a per-message key needs `{sequence}` (or two messages would share a key)"
+                        .into(),
+                )
             }
-            Mode::PerMessage if has(|p| matches!(p, Part::FirstSequence(_) | Part::LastSequence(_))) => {
-                return Err("`{first_sequence}` and `{last_sequence}` are for mode per_batch".into())
+            Mode::PerMessage
+                if has(|p| matches!(p, Part::FirstSequence(_) | Part::LastSequence(_))) =>
+            {
+                return Err(
+                    "`{first_sequence}` and `{last_sequence}` are for mode per_batch".into(),
+                )
             }
             Mode::PerBatch if !has(|p| matches!(p, Part::FirstSequence(_))) => {
                 return Err("a per-batch key needs `{first_sequence}`".into())
@@ -114,7 +124,9 @@ impl KeyTemplate {
                 Part::Sequence(width) | Part::FirstSequence(width) => {
                     key.push_str(&format!("{:0width$}", input.first_sequence, width = *width))
                 }
-                Part::LastSequence(width) => key.push_str(&format!("{:0width$}", input.last_sequence, width = *width)),
+                Part::LastSequence(width) => {
+                    key.push_str(&format!("{:0width$}", input.last_sequence, width = *width))
+                }
             }
         }
         key
@@ -124,8 +136,12 @@ impl KeyTemplate {
 fn placeholder(name: &str) -> Result<Part, String> {
     let (name, width) = match name.split_once(':') {
         Some((name, spec)) => {
-            let digits = spec.strip_prefix('0').ok_or_else(|| format!("`{{{name}:{spec}}}`: write a width as :0N"))?;
-            let width: usize = digits.parse().map_err(|_| format!("`{{{name}:{spec}}}`: bad width"))?;
+            let digits = spec
+                .strip_prefix('0')
+                .ok_or_else(|| format!("`{{{name}:{spec}}}`: write a width as :0N"))?;
+            let width: usize = digits
+                .parse()
+                .map_err(|_| format!("`{{{name}:{spec}}}`: bad width"))?;
             if width > 40 {
                 return Err(format!("`{{{name}:{spec}}}`: width over 40"));
             }
@@ -145,7 +161,12 @@ fn placeholder(name: &str) -> Result<Part, String> {
         "last_sequence" => Part::LastSequence(width.unwrap_or(0)),
         other => return Err(format!("unknown placeholder `{{{other}}}`")),
     };
-    if width.is_some() && !matches!(part, Part::Sequence(_) | Part::FirstSequence(_) | Part::LastSequence(_)) {
+    if width.is_some()
+        && !matches!(
+            part,
+            Part::Sequence(_) | Part::FirstSequence(_) | Part::LastSequence(_)
+        )
+    {
         return Err(format!("`{{{name}}}` takes no width"));
     }
     Ok(part)
@@ -154,7 +175,13 @@ fn placeholder(name: &str) -> Result<Part, String> {
 /// Letters, digits, `.`, `_` and `-` kept; anything else becomes `_`.
 fn safe(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -201,7 +228,10 @@ mod tests {
     #[test]
     fn templates_render_deterministic_keys() {
         let t = KeyTemplate::parse(crate::config::DEFAULT_MESSAGE_KEY, Mode::PerMessage).unwrap();
-        assert_eq!(t.render(&input()), "ORDERS/2023/11/14/ORDERS-00000000000000000042.json");
+        assert_eq!(
+            t.render(&input()),
+            "ORDERS/2023/11/14/ORDERS-00000000000000000042.json"
+        );
         let t = KeyTemplate::parse("{subject}/{hh}/{sequence}", Mode::PerMessage).unwrap();
         assert_eq!(t.render(&input()), "orders.created__/22/42");
         let t = KeyTemplate::parse(crate::config::DEFAULT_BATCH_KEY, Mode::PerBatch).unwrap();

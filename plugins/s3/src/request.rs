@@ -34,7 +34,11 @@ pub fn objects(config: &S3SinkConfig, batch: &[Envelope]) -> Result<Vec<ObjectWr
     }
 }
 
-fn message_objects(config: &S3SinkConfig, index: usize, envelope: &Envelope) -> Result<Vec<ObjectWrite>, String> {
+fn message_objects(
+    config: &S3SinkConfig,
+    index: usize,
+    envelope: &Envelope,
+) -> Result<Vec<ObjectWrite>, String> {
     let key = config.key.render(&KeyInput {
         stream: &envelope.stream,
         subject: &envelope.subject,
@@ -51,7 +55,14 @@ fn message_objects(config: &S3SinkConfig, index: usize, envelope: &Envelope) -> 
     if config.metadata == Metadata::Headers {
         headers = metadata_headers(envelope);
     }
-    let mut writes = vec![put(config, vec![index], key.clone(), body, &config.content_type, headers)?];
+    let mut writes = vec![put(
+        config,
+        vec![index],
+        key.clone(),
+        body,
+        &config.content_type,
+        headers,
+    )?];
     if config.metadata == Metadata::Sidecar {
         let mut sidecar = record;
         if let Some(map) = sidecar.as_object_mut() {
@@ -59,7 +70,14 @@ fn message_objects(config: &S3SinkConfig, index: usize, envelope: &Envelope) -> 
             map.insert("object_key".into(), json!(key));
         }
         let body = serde_json::to_vec(&sidecar).map_err(|err| err.to_string())?;
-        writes.push(put(config, vec![index], format!("{key}.meta.json"), body, "application/json", Vec::new())?);
+        writes.push(put(
+            config,
+            vec![index],
+            format!("{key}.meta.json"),
+            body,
+            "application/json",
+            Vec::new(),
+        )?);
     }
     Ok(writes)
 }
@@ -84,12 +102,28 @@ fn batch_object(config: &S3SinkConfig, batch: &[Envelope]) -> Result<ObjectWrite
     if config.metadata == Metadata::Headers {
         headers = vec![
             ("x-amz-meta-stream".to_string(), header_value(&first.stream)),
-            ("x-amz-meta-first-sequence".to_string(), first.stream_sequence.to_string().into_bytes()),
-            ("x-amz-meta-last-sequence".to_string(), last.stream_sequence.to_string().into_bytes()),
-            ("x-amz-meta-count".to_string(), batch.len().to_string().into_bytes()),
+            (
+                "x-amz-meta-first-sequence".to_string(),
+                first.stream_sequence.to_string().into_bytes(),
+            ),
+            (
+                "x-amz-meta-last-sequence".to_string(),
+                last.stream_sequence.to_string().into_bytes(),
+            ),
+            (
+                "x-amz-meta-count".to_string(),
+                batch.len().to_string().into_bytes(),
+            ),
         ];
     }
-    put(config, (0..batch.len()).collect(), key, body, &config.content_type, headers)
+    put(
+        config,
+        (0..batch.len()).collect(),
+        key,
+        body,
+        &config.content_type,
+        headers,
+    )
 }
 
 /// A conditional PUT: `If-None-Match: *`, so an existing object is never
@@ -172,14 +206,20 @@ pub(crate) mod tests {
         let writes = objects(&c, &[envelope(5, b"{\"a\":1}"), envelope(6, b"x")]).unwrap();
         assert_eq!(writes.len(), 2);
         let first = &writes[0];
-        assert_eq!(first.key, "ORDERS/2023/11/14/ORDERS-00000000000000000005.json");
+        assert_eq!(
+            first.key,
+            "ORDERS/2023/11/14/ORDERS-00000000000000000005.json"
+        );
         assert_eq!(
             first.request.url,
             "http://127.0.0.1:8333/events/ORDERS/2023/11/14/ORDERS-00000000000000000005.json"
         );
         assert_eq!(first.request.method, "PUT");
         assert_eq!(first.request.header("if-none-match"), Some(&b"*"[..]));
-        assert_eq!(first.request.header("x-amz-meta-classification"), Some(&b"internal"[..]));
+        assert_eq!(
+            first.request.header("x-amz-meta-classification"),
+            Some(&b"internal"[..])
+        );
         assert_eq!(first.request.header("x-amz-meta-labels"), Some(&b"a;b"[..]));
         assert_eq!(first.request.header("x-amz-meta-delivery-count"), None);
         let body: Value = serde_json::from_slice(&first.request.body).unwrap();
@@ -196,7 +236,10 @@ pub(crate) mod tests {
         );
         let writes = objects(&c, &[envelope(1, b"raw")]).unwrap();
         assert_eq!(writes.len(), 2);
-        assert_eq!(writes[0].request.url, "https://events.s3.example.com/orders.created%201");
+        assert_eq!(
+            writes[0].request.url,
+            "https://events.s3.example.com/orders.created%201"
+        );
         assert_eq!(writes[0].request.body, b"raw");
         assert_eq!(writes[1].key, "orders.created 1.meta.json");
         let sidecar: Value = serde_json::from_slice(&writes[1].request.body).unwrap();
@@ -207,12 +250,22 @@ pub(crate) mod tests {
 
     #[test]
     fn per_batch_objects_hold_every_record() {
-        let c = config(r#"{"endpoint": "http://h:1", "bucket": "events", "mode": "per_batch", "gzip": true}"#);
+        let c = config(
+            r#"{"endpoint": "http://h:1", "bucket": "events", "mode": "per_batch", "gzip": true}"#,
+        );
         let writes = objects(&c, &[envelope(3, b"a"), envelope(4, b"b")]).unwrap();
         assert_eq!(writes.len(), 1);
         assert_eq!(writes[0].messages, [0, 1]);
-        assert!(writes[0].key.ends_with("ORDERS-00000000000000000003-00000000000000000004.jsonl"));
-        assert_eq!(writes[0].request.header("content-encoding"), Some(&b"gzip"[..]));
-        assert_eq!(writes[0].request.header("x-amz-meta-count"), Some(&b"2"[..]));
+        assert!(writes[0]
+            .key
+            .ends_with("ORDERS-00000000000000000003-00000000000000000004.jsonl"));
+        assert_eq!(
+            writes[0].request.header("content-encoding"),
+            Some(&b"gzip"[..])
+        );
+        assert_eq!(
+            writes[0].request.header("x-amz-meta-count"),
+            Some(&b"2"[..])
+        );
     }
 }

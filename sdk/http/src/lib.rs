@@ -57,7 +57,9 @@ impl Request {
 pub fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Write as _;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(body).map_err(|err| format!("gzip: {err}"))?;
+    encoder
+        .write_all(body)
+        .map_err(|err| format!("gzip: {err}"))?;
     encoder.finish().map_err(|err| format!("gzip: {err}"))
 }
 
@@ -97,7 +99,10 @@ pub enum Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Refused(code) => write!(f, "refused by the host ({code}): is the origin granted in plugin.grants.http?"),
+            Failure::Refused(code) => write!(
+                f,
+                "refused by the host ({code}): is the origin granted in plugin.grants.http?"
+            ),
             Failure::Transport(code) => write!(f, "transport error: {code}"),
             Failure::Invalid(why) => write!(f, "invalid request: {why}"),
         }
@@ -129,7 +134,11 @@ pub enum Class {
 /// Classifies an outcome (see the crate documentation).
 pub fn classify(outcome: &Outcome) -> Class {
     match outcome {
-        Ok(response) => classify_status(response.status, response.header("retry-after"), &response.body),
+        Ok(response) => classify_status(
+            response.status,
+            response.header("retry-after"),
+            &response.body,
+        ),
         Err(failure @ (Failure::Refused(_) | Failure::Transport(_))) => Class::Transient {
             reason: failure.to_string(),
             retry_after_seconds: None,
@@ -179,7 +188,11 @@ pub fn split_url(url: &str) -> Result<(bool, &str, &str), Failure> {
     let https = match scheme.to_ascii_lowercase().as_str() {
         "https" => true,
         "http" => false,
-        other => return Err(Failure::Invalid(format!("scheme `{other}` is not http or https"))),
+        other => {
+            return Err(Failure::Invalid(format!(
+                "scheme `{other}` is not http or https"
+            )))
+        }
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(at) if rest.as_bytes()[at] == b'/' => (&rest[..at], &rest[at..]),
@@ -213,7 +226,10 @@ pub use wasi_client::send_all;
 /// Off `wasm32` (a plugin's native unit tests) there is no network: every
 /// request fails with a transport error.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn send_all<'a>(requests: impl IntoIterator<Item = &'a Request>, _window: usize) -> Vec<Outcome> {
+pub fn send_all<'a>(
+    requests: impl IntoIterator<Item = &'a Request>,
+    _window: usize,
+) -> Vec<Outcome> {
     requests
         .into_iter()
         .map(|_| Err(Failure::Transport("no network off wasm32".into())))
@@ -233,7 +249,10 @@ impl<T> ConfigSlot<T> {
 
     /// Keeps `config` (replacing an earlier one).
     pub fn set(&self, config: T) -> Result<(), String> {
-        let mut slot = self.0.lock().map_err(|_| "config lock poisoned".to_string())?;
+        let mut slot = self
+            .0
+            .lock()
+            .map_err(|_| "config lock poisoned".to_string())?;
         *slot = Some(std::sync::Arc::new(config));
         Ok(())
     }
@@ -259,27 +278,62 @@ mod tests {
         assert_eq!(classify_status(201, None, b""), Class::Stored);
         assert!(matches!(
             classify_status(503, Some(" 7 "), b""),
-            Class::Transient { retry_after_seconds: Some(7), .. }
+            Class::Transient {
+                retry_after_seconds: Some(7),
+                ..
+            }
         ));
-        assert!(matches!(classify_status(429, None, b""), Class::Transient { .. }));
-        assert!(matches!(classify_status(408, None, b""), Class::Transient { .. }));
-        assert!(matches!(classify_status(400, None, b"bad\nfield"), Class::Permanent { reason } if reason == "HTTP 400: bad field"));
-        assert!(matches!(classify_status(404, None, b""), Class::Permanent { .. }));
-        assert!(matches!(classify_status(302, None, b""), Class::Permanent { .. }));
+        assert!(matches!(
+            classify_status(429, None, b""),
+            Class::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_status(408, None, b""),
+            Class::Transient { .. }
+        ));
+        assert!(
+            matches!(classify_status(400, None, b"bad\nfield"), Class::Permanent { reason } if reason == "HTTP 400: bad field")
+        );
+        assert!(matches!(
+            classify_status(404, None, b""),
+            Class::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify_status(302, None, b""),
+            Class::Permanent { .. }
+        ));
     }
 
     #[test]
     fn failures_are_classified() {
-        assert!(matches!(classify(&Err(Failure::Refused("HttpRequestDenied".into()))), Class::Transient { .. }));
-        assert!(matches!(classify(&Err(Failure::Transport("ConnectionRefused".into()))), Class::Transient { .. }));
-        assert!(matches!(classify(&Err(Failure::Invalid("header".into()))), Class::Permanent { .. }));
+        assert!(matches!(
+            classify(&Err(Failure::Refused("HttpRequestDenied".into()))),
+            Class::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(&Err(Failure::Transport("ConnectionRefused".into()))),
+            Class::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(&Err(Failure::Invalid("header".into()))),
+            Class::Permanent { .. }
+        ));
     }
 
     #[test]
     fn urls_split() {
-        assert_eq!(split_url("http://127.0.0.1:8080/a/b?c=d").unwrap(), (false, "127.0.0.1:8080", "/a/b?c=d"));
-        assert_eq!(split_url("https://h.example").unwrap(), (true, "h.example", "/"));
-        assert_eq!(split_url("https://h.example?x=1").unwrap(), (true, "h.example", "?x=1"));
+        assert_eq!(
+            split_url("http://127.0.0.1:8080/a/b?c=d").unwrap(),
+            (false, "127.0.0.1:8080", "/a/b?c=d")
+        );
+        assert_eq!(
+            split_url("https://h.example").unwrap(),
+            (true, "h.example", "/")
+        );
+        assert_eq!(
+            split_url("https://h.example?x=1").unwrap(),
+            (true, "h.example", "?x=1")
+        );
         assert!(split_url("ftp://x/").is_err());
         assert!(split_url("nope").is_err());
     }

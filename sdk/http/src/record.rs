@@ -143,16 +143,34 @@ pub fn metadata_fields(envelope: &Envelope) -> Vec<(&'static str, Vec<u8>)> {
     let mut fields = vec![
         ("Subject", header_value(&envelope.subject)),
         ("Stream", header_value(&envelope.stream)),
-        ("Sequence", envelope.stream_sequence.to_string().into_bytes()),
-        ("Delivery-Count", envelope.delivery_count.to_string().into_bytes()),
-        ("Timestamp-Ns", envelope.timestamp_ns.to_string().into_bytes()),
+        (
+            "Sequence",
+            envelope.stream_sequence.to_string().into_bytes(),
+        ),
+        (
+            "Delivery-Count",
+            envelope.delivery_count.to_string().into_bytes(),
+        ),
+        (
+            "Timestamp-Ns",
+            envelope.timestamp_ns.to_string().into_bytes(),
+        ),
     ];
     let optional = [
         ("Message-Id", envelope.message_id.as_deref()),
         ("Priority", metadata.priority.as_deref()),
         ("Classification", metadata.classification.as_deref()),
-        ("Payload-Hash", envelope.custody.as_ref().and_then(|c| c.payload_hash.as_deref())),
-        ("Record-Hash", envelope.custody.as_ref().map(|c| c.record_hash.as_str())),
+        (
+            "Payload-Hash",
+            envelope
+                .custody
+                .as_ref()
+                .and_then(|c| c.payload_hash.as_deref()),
+        ),
+        (
+            "Record-Hash",
+            envelope.custody.as_ref().map(|c| c.record_hash.as_str()),
+        ),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -247,12 +265,24 @@ mod tests {
         let names: Vec<&str> = metadata_fields(&envelope).iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
-            ["Subject", "Stream", "Sequence", "Delivery-Count", "Timestamp-Ns", "Message-Id", "Priority", "Classification", "Labels"]
+            [
+                "Subject",
+                "Stream",
+                "Sequence",
+                "Delivery-Count",
+                "Timestamp-Ns",
+                "Message-Id",
+                "Priority",
+                "Classification",
+                "Labels"
+            ]
         );
         envelope.metadata.labels.clear();
         envelope.message_id = None;
         let fields = metadata_fields(&envelope);
-        assert!(fields.iter().all(|(n, _)| *n != "Labels" && *n != "Message-Id"));
+        assert!(fields
+            .iter()
+            .all(|(n, _)| *n != "Labels" && *n != "Message-Id"));
         assert_eq!(fields[2], ("Sequence", b"7".to_vec()));
     }
 

@@ -15,7 +15,10 @@ const READ_CHUNK: u64 = 64 * 1024;
 
 /// Sends every request, at most `window` in flight at once, and returns one
 /// outcome per request, in order. Each response body is read completely.
-pub fn send_all<'a>(requests: impl IntoIterator<Item = &'a Request>, window: usize) -> Vec<Outcome> {
+pub fn send_all<'a>(
+    requests: impl IntoIterator<Item = &'a Request>,
+    window: usize,
+) -> Vec<Outcome> {
     let window = window.max(1);
     let mut outcomes: Vec<Option<Outcome>> = Vec::new();
     let mut in_flight: VecDeque<(usize, FutureIncomingResponse)> = VecDeque::new();
@@ -38,7 +41,9 @@ pub fn send_all<'a>(requests: impl IntoIterator<Item = &'a Request>, window: usi
     }
     outcomes
         .into_iter()
-        .map(|outcome| outcome.unwrap_or_else(|| Err(Failure::Invalid("request was not sent".into()))))
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| Err(Failure::Invalid("request was not sent".into())))
+        })
         .collect()
 }
 
@@ -61,11 +66,19 @@ fn start(request: &Request) -> Result<FutureIncomingResponse, Failure> {
         other => Method::Other(other.to_string()),
     };
     let invalid = |what: &str| Failure::Invalid(format!("{what} refused"));
-    outgoing.set_method(&method).map_err(|()| invalid("method"))?;
+    outgoing
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
     let scheme = if https { Scheme::Https } else { Scheme::Http };
-    outgoing.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
-    outgoing.set_authority(Some(authority)).map_err(|()| invalid("authority"))?;
-    outgoing.set_path_with_query(Some(path)).map_err(|()| invalid("path"))?;
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    outgoing
+        .set_authority(Some(authority))
+        .map_err(|()| invalid("authority"))?;
+    outgoing
+        .set_path_with_query(Some(path))
+        .map_err(|()| invalid("path"))?;
     let body = outgoing.body().map_err(|()| invalid("body"))?;
     // Hand the request over first: the host buffers only a little of a body
     // that nobody reads yet, so writing a large body before `handle` would
@@ -95,7 +108,12 @@ fn wait(pending: FutureIncomingResponse) -> Outcome {
         .headers()
         .entries()
         .into_iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), String::from_utf8_lossy(&value).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.to_ascii_lowercase(),
+                String::from_utf8_lossy(&value).into_owned(),
+            )
+        })
         .collect();
     let incoming = response
         .consume()
@@ -113,16 +131,27 @@ fn wait(pending: FutureIncomingResponse) -> Outcome {
             }
         }
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn stream_error(err: StreamError) -> String {
     match err {
         StreamError::Closed => "stream closed".into(),
-        StreamError::LastOperationFailed(detail) => match wasi::http::types::http_error_code(&detail) {
-            Some(code) => code_name(&code),
-            None => detail.to_debug_string().lines().next().unwrap_or_default().to_string(),
-        },
+        StreamError::LastOperationFailed(detail) => {
+            match wasi::http::types::http_error_code(&detail) {
+                Some(code) => code_name(&code),
+                None => detail
+                    .to_debug_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            }
+        }
     }
 }
 
@@ -130,7 +159,9 @@ fn failure(code: ErrorCode) -> Failure {
     let name = code_name(&code);
     match code {
         ErrorCode::HttpRequestDenied | ErrorCode::DestinationIpProhibited => Failure::Refused(name),
-        ErrorCode::HttpRequestMethodInvalid | ErrorCode::HttpRequestUriInvalid => Failure::Invalid(name),
+        ErrorCode::HttpRequestMethodInvalid | ErrorCode::HttpRequestUriInvalid => {
+            Failure::Invalid(name)
+        }
         _ => Failure::Transport(name),
     }
 }
@@ -139,5 +170,8 @@ fn failure(code: ErrorCode) -> Failure {
 fn code_name(code: &ErrorCode) -> String {
     let text = format!("{code:?}");
     let text = text.strip_prefix("ErrorCode::").unwrap_or(&text);
-    text.split(['(', ' ', '{']).next().unwrap_or(text).to_string()
+    text.split(['(', ' ', '{'])
+        .next()
+        .unwrap_or(text)
+        .to_string()
 }

@@ -153,9 +153,9 @@ macro_rules! export_sink {
                 ) -> ::std::result::Result<$crate::BatchReport, $crate::SinkError> {
                     $crate::runtime::write_batch::<$sink>(&batch)
                 }
-    }
+            }
 
-            $crate::wit::export!(SinkhostComponent with_types_in $crate::wit);
+    $crate::wit::export!(SinkhostComponent with_types_in $crate::wit);
         };
     };
 }

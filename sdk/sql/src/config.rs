@@ -28,8 +28,14 @@ pub const STANDARD_COLUMNS: &[(&str, &str)] = &[
     ("labels", "labels joined with ';'"),
     ("payload", "the payload, per payload_mode"),
     ("headers_json", "NATS headers as a JSON object of arrays"),
-    ("metadata_json", "consumer, delivery and metadata facts as JSON"),
-    ("custody_json", "custody hashes as JSON (null when custody is off)"),
+    (
+        "metadata_json",
+        "consumer, delivery and metadata facts as JSON",
+    ),
+    (
+        "custody_json",
+        "custody hashes as JSON (null when custody is off)",
+    ),
     ("jetstream_timestamp", "when JetStream stored the message"),
     ("received_at", "when the host received it"),
     ("stored_at", "when the sink wrote the row"),
@@ -134,7 +140,8 @@ pub enum Source {
 impl SinkConfig {
     /// Parses and checks the section; errors name the field.
     pub fn parse(json: &str) -> Result<Self, String> {
-        let config: SinkConfig = serde_json::from_str(json).map_err(|err| format!("sink: {err}"))?;
+        let config: SinkConfig =
+            serde_json::from_str(json).map_err(|err| format!("sink: {err}"))?;
         config.check()?;
         Ok(config)
     }
@@ -148,22 +155,32 @@ impl SinkConfig {
             if !STANDARD_COLUMNS.iter().any(|(name, _)| name == standard) {
                 return Err(format!(
                     "sink.columns: `{standard}` is not a standard column (one of: {})",
-                    STANDARD_COLUMNS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+                    STANDARD_COLUMNS
+                        .iter()
+                        .map(|(name, _)| *name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             if let Some(renamed) = renamed {
-                check_identifier(renamed).map_err(|message| format!("sink.columns.{standard}: {message}"))?;
+                check_identifier(renamed)
+                    .map_err(|message| format!("sink.columns.{standard}: {message}"))?;
             }
         }
         for (column, path) in &self.payload_columns {
-            check_identifier(column).map_err(|message| format!("sink.payload_columns: `{column}` {message}"))?;
+            check_identifier(column)
+                .map_err(|message| format!("sink.payload_columns: `{column}` {message}"))?;
             if path.split('.').any(|part| part.is_empty()) {
-                return Err(format!("sink.payload_columns.{column}: `{path}` is not a dotted path like `order.id`"));
+                return Err(format!(
+                    "sink.payload_columns.{column}: `{path}` is not a dotted path like `order.id`"
+                ));
             }
         }
         for key_column in self.key_standard_columns() {
             if self.columns.get(*key_column) == Some(&None) {
-                return Err(format!("sink.columns.{key_column}: the key column cannot be left out"));
+                return Err(format!(
+                    "sink.columns.{key_column}: the key column cannot be left out"
+                ));
             }
         }
         let columns = self.columns_in_order();
@@ -186,7 +203,10 @@ impl SinkConfig {
 
     /// The key columns' names in the table.
     pub fn key_columns(&self) -> Vec<String> {
-        self.key_standard_columns().iter().map(|standard| self.column_name(standard)).collect()
+        self.key_standard_columns()
+            .iter()
+            .map(|standard| self.column_name(standard))
+            .collect()
     }
 
     fn column_name(&self, standard: &str) -> String {
@@ -221,8 +241,13 @@ impl SinkConfig {
 /// unchecked.
 pub fn check_identifier(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') || name.len() > 128 {
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok
+        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        || name.len() > 128
+    {
         return Err(format!("`{name}` is not a plain identifier (letters, digits, _ and $; not starting with a digit)"));
     }
     Ok(())
@@ -255,8 +280,14 @@ mod tests {
                 "payload_columns": {"order_id": "order.id"}}"#,
         )
         .expect("config");
-        let names: Vec<String> = config.columns_in_order().into_iter().map(|c| c.name).collect();
-        assert!(names.contains(&"body".to_string()) && !names.contains(&"custody_json".to_string()));
+        let names: Vec<String> = config
+            .columns_in_order()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert!(
+            names.contains(&"body".to_string()) && !names.contains(&"custody_json".to_string())
+        );
         assert_eq!(names.last().map(String::as_str), Some("order_id"));
         assert_eq!(config.key_columns(), ["message_id"]);
     }
@@ -266,11 +297,23 @@ mod tests {
         let error = |json: &str| SinkConfig::parse(json).expect_err(json);
         assert!(error(r#"{"connection": ""}"#).contains("sink.connection"));
         assert!(error(r#"{"connection": "e", "table": "x; drop table y"}"#).contains("sink.table"));
-        assert!(error(r#"{"connection": "e", "columns": {"nope": "x"}}"#).contains("not a standard column"));
-        assert!(error(r#"{"connection": "e", "columns": {"payload": "a b"}}"#).contains("plain identifier"));
-        assert!(error(r#"{"connection": "e", "columns": {"stream_sequence": null}}"#).contains("key column"));
-        assert!(error(r#"{"connection": "e", "payload_columns": {"subject": "a"}}"#).contains("twice"));
-        assert!(error(r#"{"connection": "e", "payload_columns": {"x": "a..b"}}"#).contains("dotted path"));
+        assert!(error(r#"{"connection": "e", "columns": {"nope": "x"}}"#)
+            .contains("not a standard column"));
+        assert!(
+            error(r#"{"connection": "e", "columns": {"payload": "a b"}}"#)
+                .contains("plain identifier")
+        );
+        assert!(
+            error(r#"{"connection": "e", "columns": {"stream_sequence": null}}"#)
+                .contains("key column")
+        );
+        assert!(
+            error(r#"{"connection": "e", "payload_columns": {"subject": "a"}}"#).contains("twice")
+        );
+        assert!(
+            error(r#"{"connection": "e", "payload_columns": {"x": "a..b"}}"#)
+                .contains("dotted path")
+        );
         assert!(error(r#"{"connection": "e", "mode": "x"}"#).contains("unknown field"));
     }
 }

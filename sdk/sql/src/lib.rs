@@ -97,7 +97,9 @@ impl Transaction for wit::sinkhost::sink::sql::Transaction {
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Makes the calling crate a database sink component for `$dialect`: the

@@ -14,7 +14,9 @@
 //! deadlock, timeout, a wrong statement, a refused grant) fails the whole
 //! batch as transient: nothing is ACKed and the messages wait in the stream.
 
-use sinkhost_sdk_http::wit::sinkhost::sink::types::{BatchReport, Envelope, ErrorKind, MessageFailure, SinkError};
+use sinkhost_sdk_http::wit::sinkhost::sink::types::{
+    BatchReport, Envelope, ErrorKind, MessageFailure, SinkError,
+};
 
 use crate::config::{Column, SinkConfig};
 use crate::{row, Database, Dialect, SqlError, SqlErrorKind, Transaction};
@@ -51,7 +53,14 @@ impl DatabaseSink {
             0
         };
         let full_chunk_statement = dialect.upsert_rows(&config, rows_per_statement.max(1));
-        Ok(Self { config, dialect, columns, statement, rows_per_statement, full_chunk_statement })
+        Ok(Self {
+            config,
+            dialect,
+            columns,
+            statement,
+            rows_per_statement,
+            full_chunk_statement,
+        })
     }
 
     /// The statement each row is written with.
@@ -92,7 +101,12 @@ impl DatabaseSink {
     }
 
     /// Stores `batch`; `now_ns` is the `stored_at` time.
-    pub fn write_batch(&self, database: &impl Database, batch: &[Envelope], now_ns: i64) -> Result<BatchReport, SinkError> {
+    pub fn write_batch(
+        &self,
+        database: &impl Database,
+        batch: &[Envelope],
+        now_ns: i64,
+    ) -> Result<BatchReport, SinkError> {
         let mut failures = Vec::new();
         let mut pending: Vec<(usize, Vec<crate::Value>)> = Vec::with_capacity(batch.len());
         for (index, envelope) in batch.iter().enumerate() {
@@ -107,7 +121,10 @@ impl DatabaseSink {
                 Ok(()) => break,
                 Err(Rejected::Row(position, error)) => {
                     let (index, _) = pending.remove(position);
-                    failures.push(permanent(index, format!("the database rejected the row: {}", describe(&error))));
+                    failures.push(permanent(
+                        index,
+                        format!("the database rejected the row: {}", describe(&error)),
+                    ));
                 }
                 Err(Rejected::Batch(error)) => return Err(batch_error(&error)),
             }
@@ -116,7 +133,11 @@ impl DatabaseSink {
         Ok(BatchReport { failures })
     }
 
-    fn try_store(&self, database: &impl Database, pending: &[(usize, Vec<crate::Value>)]) -> Result<(), Rejected> {
+    fn try_store(
+        &self,
+        database: &impl Database,
+        pending: &[(usize, Vec<crate::Value>)],
+    ) -> Result<(), Rejected> {
         if self.rows_per_statement > 1 && pending.len() > 1 {
             match self.store_multi_row(database, pending) {
                 Ok(()) => return Ok(()),
@@ -128,7 +149,11 @@ impl DatabaseSink {
         self.store_row_by_row(database, pending)
     }
 
-    fn store_multi_row(&self, database: &impl Database, pending: &[(usize, Vec<crate::Value>)]) -> Result<(), SqlError> {
+    fn store_multi_row(
+        &self,
+        database: &impl Database,
+        pending: &[(usize, Vec<crate::Value>)],
+    ) -> Result<(), SqlError> {
         let transaction = database.begin(&self.config.connection)?;
         for chunk in pending.chunks(self.rows_per_statement) {
             let statement = if chunk.len() == self.rows_per_statement {
@@ -136,7 +161,10 @@ impl DatabaseSink {
             } else {
                 std::borrow::Cow::Owned(self.dialect.upsert_rows(&self.config, chunk.len()))
             };
-            let params: Vec<crate::Value> = chunk.iter().flat_map(|(_, values)| values.iter().cloned()).collect();
+            let params: Vec<crate::Value> = chunk
+                .iter()
+                .flat_map(|(_, values)| values.iter().cloned())
+                .collect();
             if let Err(error) = transaction.execute(&statement, &params) {
                 let _ = transaction.rollback();
                 return Err(error);
@@ -145,9 +173,16 @@ impl DatabaseSink {
         transaction.commit()
     }
 
-    fn store_row_by_row(&self, database: &impl Database, pending: &[(usize, Vec<crate::Value>)]) -> Result<(), Rejected> {
-        let transaction = database.begin(&self.config.connection).map_err(Rejected::Batch)?;
-        let rows: Vec<Vec<crate::Value>> = pending.iter().map(|(_, values)| values.clone()).collect();
+    fn store_row_by_row(
+        &self,
+        database: &impl Database,
+        pending: &[(usize, Vec<crate::Value>)],
+    ) -> Result<(), Rejected> {
+        let transaction = database
+            .begin(&self.config.connection)
+            .map_err(Rejected::Batch)?;
+        let rows: Vec<Vec<crate::Value>> =
+            pending.iter().map(|(_, values)| values.clone()).collect();
         match transaction.execute_many(&self.statement, &rows) {
             Ok(_) => transaction.commit().map_err(Rejected::Batch),
             Err(error) => {
@@ -174,13 +209,18 @@ enum Rejected {
 fn permanent(index: usize, message: String) -> MessageFailure {
     MessageFailure {
         index: u32::try_from(index).unwrap_or(u32::MAX),
-        error: SinkError { kind: ErrorKind::Permanent, message },
+        error: SinkError {
+            kind: ErrorKind::Permanent,
+            message,
+        },
     }
 }
 
 fn describe(error: &SqlError) -> String {
     match &error.code {
-        Some(code) if !error.message.contains(code.as_str()) => format!("{} [{code}]", error.message),
+        Some(code) if !error.message.contains(code.as_str()) => {
+            format!("{} [{code}]", error.message)
+        }
         _ => error.message.clone(),
     }
 }
@@ -190,7 +230,9 @@ fn describe(error: &SqlError) -> String {
 /// DLQ.
 fn batch_error(error: &SqlError) -> SinkError {
     let advice = match error.kind {
-        SqlErrorKind::InvalidStatement => " (fix the table or the sink's columns; messages wait in the stream)",
+        SqlErrorKind::InvalidStatement => {
+            " (fix the table or the sink's columns; messages wait in the stream)"
+        }
         SqlErrorKind::Refused => " (the host refused it: check plugin.grants.sql)",
         _ => "",
     };
@@ -232,9 +274,17 @@ mod tests {
         fn begin(&self, _connection: &str) -> Result<FakeTransaction, SqlError> {
             *self.begins.borrow_mut() += 1;
             if self.down {
-                return Err(SqlError { kind: SqlErrorKind::Transient, code: None, row: None, message: "connection refused".into() });
+                return Err(SqlError {
+                    kind: SqlErrorKind::Transient,
+                    code: None,
+                    row: None,
+                    message: "connection refused".into(),
+                });
             }
-            Ok(FakeTransaction { database: self.clone(), staged: RefCell::new(Vec::new()) })
+            Ok(FakeTransaction {
+                database: self.clone(),
+                staged: RefCell::new(Vec::new()),
+            })
         }
 
         fn columns(&self, _connection: &str, _table: &str) -> Result<Vec<String>, SqlError> {
@@ -246,15 +296,22 @@ mod tests {
         fn execute(&self, _statement: &str, params: &[Value]) -> Result<u64, SqlError> {
             // A multi-row statement: all or nothing, no row named.
             let width = params.len() / self.database.width.max(1);
-            let rows: Vec<Vec<Value>> = params.chunks(self.database.width).map(<[Value]>::to_vec).collect();
-            self.execute_many("", &rows).map_err(|error| SqlError { row: None, ..error })?;
+            let rows: Vec<Vec<Value>> = params
+                .chunks(self.database.width)
+                .map(<[Value]>::to_vec)
+                .collect();
+            self.execute_many("", &rows)
+                .map_err(|error| SqlError { row: None, ..error })?;
             *self.database.multi_row_statements.borrow_mut() += 1;
             Ok(width as u64)
         }
 
         fn execute_many(&self, _statement: &str, rows: &[Vec<Value>]) -> Result<u64, SqlError> {
             for (index, row) in rows.iter().enumerate() {
-                if row.iter().any(|value| matches!(value, Value::Json(text) if text.contains("BAD"))) {
+                if row
+                    .iter()
+                    .any(|value| matches!(value, Value::Json(text) if text.contains("BAD")))
+                {
                     return Err(SqlError {
                         kind: SqlErrorKind::Permanent,
                         code: Some("23514".into()),
@@ -262,14 +319,19 @@ mod tests {
                         message: "check constraint violated".into(),
                     });
                 }
-                let Value::Integer(sequence) = row[1] else { panic!("sequence column") };
+                let Value::Integer(sequence) = row[1] else {
+                    panic!("sequence column")
+                };
                 self.staged.borrow_mut().push(sequence);
             }
             Ok(rows.len() as u64)
         }
 
         fn commit(&self) -> Result<(), SqlError> {
-            self.database.committed.borrow_mut().extend(self.staged.borrow().iter());
+            self.database
+                .committed
+                .borrow_mut()
+                .extend(self.staged.borrow().iter());
             Ok(())
         }
 
@@ -284,17 +346,26 @@ mod tests {
     }
 
     fn database() -> FakeDatabase {
-        FakeDatabase { width: crate::config::STANDARD_COLUMNS.len(), ..FakeDatabase::default() }
+        FakeDatabase {
+            width: crate::config::STANDARD_COLUMNS.len(),
+            ..FakeDatabase::default()
+        }
     }
 
     #[test]
     fn a_clean_batch_is_one_multi_row_statement_per_chunk() {
         let database = database();
-        let batch: Vec<Envelope> = (1..=1_200).map(|sequence| example_envelope(sequence, b"{}")).collect();
+        let batch: Vec<Envelope> = (1..=1_200)
+            .map(|sequence| example_envelope(sequence, b"{}"))
+            .collect();
         let report = sink().write_batch(&database, &batch, 0).expect("report");
         assert!(report.failures.is_empty());
         assert_eq!(database.committed.borrow().len(), 1_200);
-        assert_eq!(*database.multi_row_statements.borrow(), 3, "500 + 500 + 200 rows");
+        assert_eq!(
+            *database.multi_row_statements.borrow(),
+            3,
+            "500 + 500 + 200 rows"
+        );
         assert_eq!(*database.begins.borrow(), 1);
     }
 
@@ -302,12 +373,21 @@ mod tests {
     fn a_rejected_row_fails_alone_and_its_neighbours_are_committed() {
         let database = database();
         let batch: Vec<Envelope> = (1..=5)
-            .map(|sequence| example_envelope(sequence, if sequence == 3 { br#""BAD""# } else { b"{}" }))
+            .map(|sequence| {
+                example_envelope(sequence, if sequence == 3 { br#""BAD""# } else { b"{}" })
+            })
             .collect();
         let report = sink().write_batch(&database, &batch, 0).expect("report");
         assert_eq!(report.failures.len(), 1);
         assert_eq!(report.failures[0].index, 2);
-        assert!(report.failures[0].error.message.contains("check constraint"), "{}", report.failures[0].error.message);
+        assert!(
+            report.failures[0]
+                .error
+                .message
+                .contains("check constraint"),
+            "{}",
+            report.failures[0].error.message
+        );
         assert_eq!(*database.committed.borrow(), BTreeSet::from([1, 2, 4, 5]));
         assert_eq!(
             *database.begins.borrow(),
@@ -318,14 +398,21 @@ mod tests {
 
     #[test]
     fn an_unreachable_database_fails_the_batch_as_transient() {
-        let database = FakeDatabase { down: true, ..database() };
-        let error = sink().write_batch(&database, &[example_envelope(1, b"{}")], 0).expect_err("down");
+        let database = FakeDatabase {
+            down: true,
+            ..database()
+        };
+        let error = sink()
+            .write_batch(&database, &[example_envelope(1, b"{}")], 0)
+            .expect_err("down");
         assert_eq!(error.kind, ErrorKind::Transient);
     }
 
     #[test]
     fn the_table_check_names_missing_columns() {
-        let error = sink().check_table(&FakeDatabase::default()).expect_err("missing");
+        let error = sink()
+            .check_table(&FakeDatabase::default())
+            .expect_err("missing");
         assert!(error.contains("has no column subject"), "{error}");
     }
 }

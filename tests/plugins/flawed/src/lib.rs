@@ -69,7 +69,8 @@ struct Component;
 
 impl Guest for Component {
     fn init(config: String) -> Result<(), String> {
-        let config: Config = serde_json::from_str(&config).map_err(|err| format!("bad config: {err}"))?;
+        let config: Config =
+            serde_json::from_str(&config).map_err(|err| format!("bad config: {err}"))?;
         // Single-threaded guest: set once in init, read in write-batch.
         unsafe { CONFIG = Some(config) };
         Ok(())
@@ -77,7 +78,8 @@ impl Guest for Component {
 
     fn write_batch(batch: Vec<Envelope>) -> Result<BatchReport, SinkError> {
         #[allow(static_mut_refs)]
-        let config = unsafe { CONFIG.clone() }.ok_or_else(|| error(ErrorKind::Permanent, "init was not called".into()))?;
+        let config = unsafe { CONFIG.clone() }
+            .ok_or_else(|| error(ErrorKind::Permanent, "init was not called".into()))?;
         if config.flaw == Flaw::Probes {
             probe(&config.probe_url);
         }
@@ -87,13 +89,18 @@ impl Guest for Component {
             }
             write(&config, envelope)?;
         }
-        Ok(BatchReport { failures: Vec::new() })
+        Ok(BatchReport {
+            failures: Vec::new(),
+        })
     }
 }
 
 fn write(config: &Config, envelope: &Envelope) -> Result<(), SinkError> {
     let name = match config.flaw {
-        Flaw::Duplicates => format!("{}-{}-{}.json", envelope.stream, envelope.stream_sequence, envelope.delivery_count),
+        Flaw::Duplicates => format!(
+            "{}-{}-{}.json",
+            envelope.stream, envelope.stream_sequence, envelope.delivery_count
+        ),
         _ => format!("{}-{}.json", envelope.stream, envelope.stream_sequence),
     };
     let path = format!("{}/{name}", config.directory);
@@ -103,8 +110,13 @@ fn write(config: &Config, envelope: &Envelope) -> Result<(), SinkError> {
         "headers": envelope.headers,
         "payload_b64": base64::engine::general_purpose::STANDARD.encode(&envelope.payload),
     });
-    let kind = if config.flaw == Flaw::Misclassifies { ErrorKind::Permanent } else { ErrorKind::Transient };
-    let mut file = std::fs::File::create(&path).map_err(|err| error(kind, format!("{path}: {err}")))?;
+    let kind = if config.flaw == Flaw::Misclassifies {
+        ErrorKind::Permanent
+    } else {
+        ErrorKind::Transient
+    };
+    let mut file =
+        std::fs::File::create(&path).map_err(|err| error(kind, format!("{path}: {err}")))?;
     file.write_all(record.to_string().as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|err| error(kind, format!("{path}: {err}")))

@@ -61,7 +61,8 @@ struct Component;
 
 impl Guest for Component {
     fn init(config: String) -> Result<(), String> {
-        let config: Config = serde_json::from_str(&config).map_err(|err| format!("bad config: {err}"))?;
+        let config: Config =
+            serde_json::from_str(&config).map_err(|err| format!("bad config: {err}"))?;
         // Single-threaded guest: set once in init, read in write-batch.
         unsafe { DIRECTORY = Some(config.directory) };
         Ok(())
@@ -69,28 +70,41 @@ impl Guest for Component {
 
     fn write_batch(batch: Vec<Envelope>) -> Result<BatchReport, SinkError> {
         #[allow(static_mut_refs)]
-        let directory = unsafe { DIRECTORY.clone() }.ok_or_else(|| permanent("init was not called".into()))?;
+        let directory =
+            unsafe { DIRECTORY.clone() }.ok_or_else(|| permanent("init was not called".into()))?;
         for envelope in &batch {
             let outcome = match serde_json::from_slice::<Probe>(&envelope.payload) {
                 Ok(probe) if probe.inspect => inspect(),
                 Ok(probe) => run(&probe),
                 Err(err) => json!({"error": format!("bad probe: {err}")}),
             };
-            let path = format!("{directory}/{}-{}.json", envelope.stream, envelope.stream_sequence);
-            let mut file = std::fs::File::create(&path).map_err(|err| transient(format!("{path}: {err}")))?;
+            let path = format!(
+                "{directory}/{}-{}.json",
+                envelope.stream, envelope.stream_sequence
+            );
+            let mut file =
+                std::fs::File::create(&path).map_err(|err| transient(format!("{path}: {err}")))?;
             file.write_all(outcome.to_string().as_bytes())
                 .map_err(|err| transient(format!("{path}: {err}")))?;
         }
-        Ok(BatchReport { failures: Vec::new() })
+        Ok(BatchReport {
+            failures: Vec::new(),
+        })
     }
 }
 
 fn permanent(message: String) -> SinkError {
-    SinkError { kind: ErrorKind::Permanent, message }
+    SinkError {
+        kind: ErrorKind::Permanent,
+        message,
+    }
 }
 
 fn transient(message: String) -> SinkError {
-    SinkError { kind: ErrorKind::Transient, message }
+    SinkError {
+        kind: ErrorKind::Transient,
+        message,
+    }
 }
 
 /// What the sandbox lets the plugin see of its surroundings.
@@ -139,12 +153,18 @@ fn send(probe: &Probe, url: &str) -> Result<Response, String> {
     let request = Request {
         method: probe.method.clone().unwrap_or_else(|| "GET".into()),
         url: url.to_string(),
-        headers: probe.headers.iter().map(|(n, v)| (n.clone(), v.clone().into_bytes())).collect(),
+        headers: probe
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone().into_bytes()))
+            .collect(),
         body: probe.body.clone().unwrap_or_default().into_bytes(),
     };
     match send_all([&request], 1).pop() {
         Some(Ok(response)) => Ok(response),
-        Some(Err(Failure::Refused(code) | Failure::Transport(code) | Failure::Invalid(code))) => Err(code),
+        Some(Err(Failure::Refused(code) | Failure::Transport(code) | Failure::Invalid(code))) => {
+            Err(code)
+        }
         None => Err("no outcome".into()),
     }
 }

@@ -45,7 +45,9 @@ fn bind(value: &Json) -> sql::Value {
     match value {
         Json::Null => sql::Value::Null,
         Json::Bool(flag) => sql::Value::Boolean(*flag),
-        Json::Number(number) => number.as_i64().map_or(sql::Value::Null, sql::Value::Integer),
+        Json::Number(number) => number
+            .as_i64()
+            .map_or(sql::Value::Null, sql::Value::Integer),
         Json::String(text) => sql::Value::Text(text.clone()),
         other => sql::Value::Json(other.to_string()),
     }
@@ -53,18 +55,28 @@ fn bind(value: &Json) -> sql::Value {
 
 fn run(probe: &Json) -> Result<String, String> {
     if probe.get("environment").is_some() {
-        let variables: Vec<String> = std::env::vars().map(|(name, value)| format!("{name}={value}")).collect();
+        let variables: Vec<String> = std::env::vars()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
         let arguments: Vec<String> = std::env::args().collect();
         return Ok(format!("environment {variables:?} arguments {arguments:?}"));
     }
     let connection = probe["connection"].as_str().unwrap_or_default();
     if let Some(table) = probe.get("columns_of").and_then(Json::as_str) {
-        return sql::columns(connection, table).map(|columns| format!("columns {columns:?}")).map_err(|e| describe(&e));
+        return sql::columns(connection, table)
+            .map(|columns| format!("columns {columns:?}"))
+            .map_err(|e| describe(&e));
     }
     let statement = probe["statement"].as_str().unwrap_or_default();
-    let params: Vec<sql::Value> = probe["params"].as_array().map(|values| values.iter().map(bind).collect()).unwrap_or_default();
+    let params: Vec<sql::Value> = probe["params"]
+        .as_array()
+        .map(|values| values.iter().map(bind).collect())
+        .unwrap_or_default();
     let transaction = sql::begin(connection).map_err(|e| describe(&e))?;
-    let outcome = transaction.execute(statement, &params).map(|rows| format!("{rows} rows")).map_err(|e| describe(&e));
+    let outcome = transaction
+        .execute(statement, &params)
+        .map(|rows| format!("{rows} rows"))
+        .map_err(|e| describe(&e));
     let _ = transaction.rollback();
     outcome
 }
@@ -83,9 +95,14 @@ impl Guest for Probe {
                 },
                 Err(err) => format!("bad probe: {err}"),
             };
-            log(Level::Info, &format!("probe {}: {line}", envelope.stream_sequence));
+            log(
+                Level::Info,
+                &format!("probe {}: {line}", envelope.stream_sequence),
+            );
         }
-        Ok(BatchReport { failures: Vec::new() })
+        Ok(BatchReport {
+            failures: Vec::new(),
+        })
     }
 }
 
