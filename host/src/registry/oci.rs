@@ -381,10 +381,9 @@ fn check_blob(
     }
 }
 
-/// Checks a component and signature document received for `reference`
-/// (from the registry or the cache) against the manifest's descriptors, each
-/// other, and the trust policy.
-fn verify(
+/// Checks a cached component and signature document against the manifest's
+/// descriptors, then [`verify_signature`].
+fn verify_cached(
     reference: &PluginReference,
     layers: &PluginLayers,
     component: &[u8],
@@ -393,6 +392,17 @@ fn verify(
 ) -> Result<(SignatureDocument, TrustDecision), RegistryError> {
     check_blob(reference, "component", &layers.component.digest, component)?;
     check_blob(reference, "signature", &layers.signature.digest, signature)?;
+    verify_signature(reference, component, signature, trust)
+}
+
+/// Checks that the signature document belongs to the component and that the
+/// trust policy accepts it. The blobs' digests are checked already.
+fn verify_signature(
+    reference: &PluginReference,
+    component: &[u8],
+    signature: &[u8],
+    trust: Option<&TrustConfig>,
+) -> Result<(SignatureDocument, TrustDecision), RegistryError> {
     let label = PathBuf::from(reference.to_string());
     let untrusted = |source| RegistryError::Untrusted {
         reference: reference.to_string(),
@@ -436,8 +446,19 @@ pub async fn pull(
 ) -> Result<Pulled, RegistryError> {
     let client = client(reference);
     let layers = fetch_layers(&client, reference).await?;
+    download_verified(&client, reference, &layers, trust).await
+}
+
+/// Downloads the component and signature blobs `layers` names (each checked
+/// against its descriptor's sha256 as it arrives), then [`verify_signature`].
+async fn download_verified(
+    client: &Client,
+    reference: &PluginReference,
+    layers: &PluginLayers,
+    trust: Option<&TrustConfig>,
+) -> Result<Pulled, RegistryError> {
     let component = download(
-        &client,
+        client,
         reference,
         &layers.component,
         "component",
@@ -445,19 +466,19 @@ pub async fn pull(
     )
     .await?;
     let signature = download(
-        &client,
+        client,
         reference,
         &layers.signature,
         "signature",
         MAX_SIGNATURE_BYTES,
     )
     .await?;
-    let (document, decision) = verify(reference, &layers, &component, &signature, trust)?;
+    let (document, decision) = verify_signature(reference, &component, &signature, trust)?;
     Ok(Pulled {
         component,
         signature,
         document,
-        manifest_digest: layers.manifest_digest,
+        manifest_digest: layers.manifest_digest.clone(),
         decision,
     })
 }
@@ -490,7 +511,7 @@ pub async fn resolve(
     let layers = fetch_layers(&client, reference).await?;
     let digest = layers.component.digest.clone();
     if let Some(entry) = cache.read(&digest)? {
-        match verify(
+        match verify_cached(
             reference,
             &layers,
             &entry.component,
@@ -515,24 +536,8 @@ pub async fn resolve(
             Err(other) => return Err(other),
         }
     }
-    let component = download(
-        &client,
-        reference,
-        &layers.component,
-        "component",
-        MAX_COMPONENT_BYTES,
-    )
-    .await?;
-    let signature = download(
-        &client,
-        reference,
-        &layers.signature,
-        "signature",
-        MAX_SIGNATURE_BYTES,
-    )
-    .await?;
-    verify(reference, &layers, &component, &signature, trust)?;
-    let path = cache.store(&digest, &component, &signature)?;
+    let pulled = download_verified(&client, reference, &layers, trust).await?;
+    let path = cache.store(&digest, &pulled.component, &pulled.signature)?;
     tracing::info!(plugin = %reference, digest = %digest, path = %path.display(), "plugin downloaded into the OCI cache");
     Ok(Resolved {
         path,
@@ -591,7 +596,7 @@ mod tests {
         let component = b"\0asm component".to_vec();
         let mut document = publisher.sign(&component).expect("sign");
         let unsigned_cert = serde_json::to_vec(&document).expect("json");
-        let error = verify(
+        let error = verify_cached(
             &reference(),
             &layers(&component, &unsigned_cert),
             &component,
@@ -611,7 +616,7 @@ mod tests {
             .expect("certify"),
         );
         let signature = serde_json::to_vec(&document).expect("json");
-        let (_, decision) = verify(
+        let (_, decision) = verify_cached(
             &reference(),
             &layers(&component, &signature),
             &component,
@@ -638,8 +643,8 @@ mod tests {
 
         let mut tampered = component.clone();
         tampered[5] ^= 1;
-        let error =
-            verify(&reference(), &manifest, &tampered, &signature, None).expect_err("tampered");
+        let error = verify_cached(&reference(), &manifest, &tampered, &signature, None)
+            .expect_err("tampered");
         assert!(
             matches!(
                 error,
@@ -651,7 +656,7 @@ mod tests {
             "{error}"
         );
         let error =
-            verify(&reference(), &manifest, &component, b"{}", None).expect_err("signature");
+            verify_cached(&reference(), &manifest, &component, b"{}", None).expect_err("signature");
         assert!(
             matches!(
                 error,
@@ -666,7 +671,7 @@ mod tests {
         // A consistent artifact whose signature is for other bytes.
         let other =
             serde_json::to_vec(&publisher.sign(b"\0asm other").expect("sign")).expect("json");
-        let error = verify(
+        let error = verify_cached(
             &reference(),
             &layers(&component, &other),
             &component,
@@ -680,11 +685,11 @@ mod tests {
         );
 
         // Without a policy the digests are still checked; with one, the key.
-        let (_, decision) =
-            verify(&reference(), &manifest, &component, &signature, None).expect("no policy");
+        let (_, decision) = verify_cached(&reference(), &manifest, &component, &signature, None)
+            .expect("no policy");
         assert_eq!(decision, TrustDecision::NotRequired);
         let stranger = signing::generate_key(Some("stranger"));
-        let error = verify(
+        let error = verify_cached(
             &reference(),
             &manifest,
             &component,
