@@ -7,10 +7,11 @@
 //! Measurements (size, start-up, msg/s) are printed, never asserted on.
 
 use std::path::Path;
-use std::process::Command;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sinkhost_e2e::authoring::*;
 use sinkhost_e2e::*;
 
 const STREAM: &str = "JSEVENTS";
@@ -23,23 +24,6 @@ fn js_run_config(server: &NatsServer, work: &Path, sink: Value) -> Value {
     let mut config = base_config(server, STREAM, "js.>", &plugin("js-sink"), &out, sink);
     set(&mut config, "plugin.limits.memory_mb", json!(256));
     config
-}
-
-/// `load_ms=N` and the cache outcome of the `plugin loaded` log line.
-fn load_line(output: &str) -> (Option<u64>, Option<&'static str>) {
-    let line = output
-        .lines()
-        .find(|line| line.contains("plugin loaded plugin="))
-        .unwrap_or("");
-    let load_ms = line
-        .split("load_ms=")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|digits| digits.parse().ok());
-    let cache = ["Hit", "Miss", "Unavailable"]
-        .into_iter()
-        .find(|outcome| line.contains(&format!("cache={outcome}")));
-    (load_ms, cache)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,18 +57,12 @@ async fn the_js_example_delivers_every_message_through_jetstream() {
     let files = files_below(&records);
     assert_eq!(files.len(), COUNT + 1, "{}", host.log());
 
-    let first: Value = serde_json::from_slice(
-        &std::fs::read(records.join(format!("{STREAM}-1.json"))).expect("first record"),
-    )
-    .expect("json");
+    let first = read_json(&records.join(format!("{STREAM}-1.json")));
     assert_eq!(first["stream_sequence"], 1);
     assert_eq!(first["subject"], "js.orders");
     assert_eq!(first["payload_encoding"], "json");
     assert_eq!(first["payload"], json!({"n": 0, "kind": "test"}));
-    let text: Value = serde_json::from_slice(
-        &std::fs::read(records.join(format!("{STREAM}-{}.json", COUNT + 1))).expect("text record"),
-    )
-    .expect("json");
+    let text = read_json(&records.join(format!("{STREAM}-{}.json", COUNT + 1)));
     assert_eq!(text["payload_encoding"], "text");
     assert_eq!(text["payload"], "plain text");
     assert_eq!(text["headers"]["X-Trace"], "t-1");
@@ -106,46 +84,17 @@ fn the_js_example_compiles_once_then_starts_from_the_precompiled_cache() {
         .map(|m| m.len())
         .unwrap_or(0);
 
-    let (code, stdout, stderr) = sinkhost_with_env(
-        &["validate", path.to_str().expect("utf-8")],
-        &[("RUST_LOG", "info")],
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let (cold_ms, cold_cache) = load_line(&format!("{stdout}{stderr}"));
-    assert_eq!(cold_cache, Some("Miss"), "{stdout}{stderr}");
+    let (code, cold, output) = validate_with_load(&path);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(cold.cache, "Miss", "{output}");
 
-    let (code, stdout, stderr) = sinkhost_with_env(
-        &["validate", path.to_str().expect("utf-8")],
-        &[("RUST_LOG", "info")],
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let (warm_ms, warm_cache) = load_line(&format!("{stdout}{stderr}"));
-    assert_eq!(warm_cache, Some("Hit"), "{stdout}{stderr}");
+    let (code, warm, output) = validate_with_load(&path);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(warm.cache, "Hit", "{output}");
     eprintln!(
-        "js-sink: component {size} bytes; load cold (compile) {cold_ms:?} ms, warm (precompiled cache) {warm_ms:?} ms"
+        "js-sink: component {size} bytes; load cold (compile) {:?} ms, warm (precompiled cache) {:?} ms",
+        cold.load_ms, warm.load_ms
     );
-}
-
-const CHECKS: [&str; 11] = [
-    "load",
-    "init-accepts-config",
-    "init-refuses-bad-configs",
-    "redelivery-no-duplicates",
-    "error-classification",
-    "durable-evidence",
-    "payload-variants",
-    "metadata-preserved",
-    "stays-inside-grants",
-    "limits",
-    "throughput-floor",
-];
-
-fn check_status<'a>(report: &'a Value, check: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["name"] == check))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("missing")
 }
 
 #[test]
@@ -201,9 +150,8 @@ fn the_js_example_passes_certification() {
     ]);
     let output = format!("{stdout}{stderr}");
     assert_eq!(code, 0, "{output}");
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("json");
-    for check in CHECKS {
+    let report = read_json(&report_path);
+    for check in CERTIFY_CHECKS {
         assert_eq!(check_status(&report, check), "pass", "{check}:\n{output}");
     }
     eprintln!(
@@ -216,67 +164,33 @@ fn the_js_example_passes_certification() {
 fn a_generated_js_project_builds_and_passes_its_certify_script() {
     let work = tempfile::tempdir().expect("tempdir");
     let project = work.path().join("my-js-sink");
-    let (code, stdout, stderr) = sinkhost(&[
-        "plugin",
-        "new",
-        "--lang",
+    new_project(
         "js",
-        "--dir",
-        project.to_str().expect("utf-8"),
+        &project,
         "my-js-sink",
-    ]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    for file in [
-        "sink.js",
-        "sinkhost.js",
-        "sinkhost-files.js",
-        "wit/sink.wit",
-        "wit/js-sink.wit",
-        "package.json",
-        "build.sh",
-        "manifest.json",
-        "certify.json",
-        "certify.sh",
-        "README.md",
-    ] {
-        assert!(project.join(file).is_file(), "{file} not generated");
-    }
-    // A second `new` into the same (now non-empty) directory is refused.
-    let (code, _, _) = sinkhost(&[
-        "plugin",
-        "new",
-        "--lang",
-        "js",
-        "--dir",
-        project.to_str().expect("utf-8"),
-        "my-js-sink",
-    ]);
-    assert_ne!(code, 0);
+        &[],
+        &[
+            "sink.js",
+            "sinkhost.js",
+            "sinkhost-files.js",
+            "wit/sink.wit",
+            "wit/js-sink.wit",
+            "package.json",
+            "build.sh",
+            "manifest.json",
+            "certify.json",
+            "certify.sh",
+            "README.md",
+        ],
+    );
 
-    let bin = sinkhost_bin();
-    let run = |script: &str| {
-        let output = Command::new("bash")
-            .arg(script)
-            .current_dir(&project)
-            .env("SINKHOST", &bin)
-            .output()
-            .expect("run bash");
-        (
-            output.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    };
-    let (code, output) = run("build.sh");
+    let (code, output) = run_project_script(&project, "build.sh", &[]);
     assert_eq!(code, 0, "build.sh:\n{output}");
     assert!(project.join("my-js-sink.wasm").is_file(), "{output}");
-    let (code, output) = run("certify.sh");
+    let (code, output) = run_project_script(&project, "certify.sh", &[]);
     assert_eq!(code, 0, "certify.sh:\n{output}");
     assert!(output.contains("result: PASSED"), "{output}");
-    for check in CHECKS {
+    for check in CERTIFY_CHECKS {
         assert!(
             output.contains(&format!("PASS  {check}")),
             "{check}:\n{output}"

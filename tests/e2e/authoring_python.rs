@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sinkhost_e2e::authoring::*;
 use sinkhost_e2e::*;
 
 const STREAM: &str = "PYEVENTS";
@@ -41,43 +42,6 @@ fn componentize_py() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
-/// Runs `bash SCRIPT` in `dir` with `env`; (exit code, stdout + stderr).
-fn bash(dir: &Path, script: &str, env: &[(&str, &Path)]) -> (i32, String) {
-    let output = Command::new("bash")
-        .arg(script)
-        .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bash");
-    (
-        output.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
-
-/// `sinkhost validate` once: (exit code, `cache` outcome, `load_ms`, output)
-/// from the host's `plugin loaded` log line (`RUST_LOG=info`).
-fn validate(config: &Path) -> (i32, String, String, String) {
-    let (code, stdout, stderr) = sinkhost_with_env(
-        &["validate", config.to_str().expect("utf-8")],
-        &[("RUST_LOG", "info")],
-    );
-    let all = format!("{stdout}{stderr}");
-    let field = |name: &str| {
-        all.lines()
-            .filter(|line| line.contains("plugin loaded plugin="))
-            .find_map(|line| line.split(&format!("{name}=")).nth(1))
-            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
-            .unwrap_or_default()
-    };
-    (code, field("cache"), field("load_ms"), all)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_example_delivers_every_message_through_jetstream() {
     let plugin_path = python_example();
@@ -97,17 +61,21 @@ async fn the_python_example_delivers_every_message_through_jetstream() {
     let config_path = write_config(dir.path(), &config);
 
     // Cold start compiles the component into plugin.cache_dir; warm loads it.
-    let (code, cold_cache, cold_ms, log) = validate(&config_path);
+    let (code, cold, log) = validate_with_load(&config_path);
     assert_eq!(code, 0, "{log}");
-    let (code, warm_cache, warm_ms, log) = validate(&config_path);
+    let (code, warm, log) = validate_with_load(&config_path);
     assert_eq!(code, 0, "{log}");
     assert_eq!(
-        warm_cache, "Hit",
+        warm.cache, "Hit",
         "second validate must load the precompiled cache:\n{log}"
     );
     println!(
-        "python-sink: {} bytes; validate cold: cache {cold_cache}, load_ms {cold_ms}; warm: cache {warm_cache}, load_ms {warm_ms}",
-        std::fs::metadata(&plugin_path).expect("size").len()
+        "python-sink: {} bytes; validate cold: cache {}, load_ms {:?}; warm: cache {}, load_ms {:?}",
+        std::fs::metadata(&plugin_path).expect("size").len(),
+        cold.cache,
+        cold.load_ms,
+        warm.cache,
+        warm.load_ms
     );
 
     const MESSAGES: usize = 2_000;
@@ -133,18 +101,12 @@ async fn the_python_example_delivers_every_message_through_jetstream() {
 
     let files = files_below(&out);
     assert_eq!(files.len(), MESSAGES + 1, "{}", host.log());
-    let first: Value = serde_json::from_slice(
-        &std::fs::read(out.join(format!("{STREAM}-1.json"))).expect("first record"),
-    )
-    .expect("json");
+    let first = read_json(&out.join(format!("{STREAM}-1.json")));
     assert_eq!(first["stream_sequence"], 1);
     assert_eq!(first["subject"], "py.orders");
     assert_eq!(first["payload_encoding"], "json");
     assert_eq!(first["payload"], json!({"n": 0, "kind": "test"}));
-    let special: Value = serde_json::from_slice(
-        &std::fs::read(out.join(format!("{STREAM}-{}.json", MESSAGES + 1))).expect("record"),
-    )
-    .expect("json");
+    let special = read_json(&out.join(format!("{STREAM}-{}.json", MESSAGES + 1)));
     assert_eq!(special["message_id"], "special-1");
     assert_eq!(special["payload_encoding"], "text");
     assert_eq!(special["payload"], "plain text, not JSON");
@@ -180,7 +142,7 @@ fn the_python_example_refuses_bad_options_naming_the_field() {
             sink.clone(),
         );
         let path = write_config(dir.path(), &config);
-        let (code, _, _, log) = validate(&path);
+        let (code, _, log) = validate_with_load(&path);
         assert_ne!(code, 0, "{sink} accepted:\n{log}");
         assert!(
             log.contains(field),
@@ -258,55 +220,33 @@ fn the_python_example_passes_certification() {
 fn a_new_python_project_builds_and_passes_its_certify_script() {
     let work = tempfile::tempdir().expect("tempdir");
     let project = work.path().join("orders-sink");
-    let (code, stdout, stderr) = sinkhost(&[
-        "plugin",
-        "new",
-        "--lang",
+    new_project(
         "python",
-        "--dir",
-        project.to_str().expect("utf-8"),
+        &project,
         "orders-sink",
-    ]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    for file in [
-        "src/app.py",
-        "src/sinkhost_sdk.py",
-        "wit/sink.wit",
-        "build.sh",
-        "certify.sh",
-        "certify.json",
-        "manifest.json",
-        "README.md",
-    ] {
-        assert!(project.join(file).is_file(), "{file} not generated");
-    }
-    // A second run into the same (now non-empty) directory is refused.
-    let (code, _, stderr) = sinkhost(&[
-        "plugin",
-        "new",
-        "--lang",
-        "python",
-        "--dir",
-        project.to_str().expect("utf-8"),
-        "orders-sink",
-    ]);
-    assert_ne!(code, 0, "wrote into a non-empty directory");
-    assert!(stderr.contains("not empty"), "{stderr}");
+        &[],
+        &[
+            "src/app.py",
+            "src/sinkhost_sdk.py",
+            "wit/sink.wit",
+            "build.sh",
+            "certify.sh",
+            "certify.json",
+            "manifest.json",
+            "README.md",
+        ],
+    );
 
     let tool = componentize_py();
-    let host = sinkhost_bin();
-    let env = [
-        ("COMPONENTIZE_PY", tool.as_path()),
-        ("SINKHOST", host.as_path()),
-    ];
-    let (code, output) = bash(&project, "build.sh", &env);
+    let env = [("COMPONENTIZE_PY", tool.as_path())];
+    let (code, output) = run_project_script(&project, "build.sh", &env);
     assert_eq!(code, 0, "build.sh failed:\n{output}");
     let wasm = project.join("orders-sink.wasm");
     println!(
         "scaffolded python project: {} bytes",
         std::fs::metadata(&wasm).expect("built").len()
     );
-    let (code, output) = bash(&project, "certify.sh", &env);
+    let (code, output) = run_project_script(&project, "certify.sh", &env);
     println!("{output}");
     assert_eq!(code, 0, "certify.sh failed:\n{output}");
     assert!(

@@ -5,51 +5,35 @@
 //! through it into files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sinkhost_e2e::authoring::*;
 use sinkhost_e2e::*;
 
 const NAME: &str = "demo-sink";
 const STREAM: &str = "AUTHORING";
 
-/// Runs a generated project's script with `SINKHOST` set and the shared
-/// scaffold target directory (so repeated runs reuse the compiled SDK);
-/// (success, stdout + stderr).
+/// Runs a generated project's script with the shared scaffold target
+/// directory (so repeated runs reuse the compiled SDK); (success, output).
 fn run_script(project: &Path, script: &str) -> (bool, String) {
-    let output = Command::new("bash")
-        .arg(project.join(script))
-        .env("SINKHOST", sinkhost_bin())
-        .env("CARGO_TARGET_DIR", repo_root().join("target/scaffold-rust"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let target = repo_root().join("target/scaffold-rust");
+    let (code, output) = run_project_script(project, script, &[("CARGO_TARGET_DIR", &target)]);
+    (code == 0, output)
 }
 
 /// Generates the project into `dir/NAME` and builds it; the component's path.
 fn generate_and_build(dir: &Path) -> PathBuf {
     let project = dir.join(NAME);
     let sdk = repo_root().join("sdk/rust");
-    let (code, stdout, stderr) = sinkhost(&[
-        "plugin",
-        "new",
-        "--lang",
+    new_project(
         "rust",
-        "--dir",
-        project.to_str().expect("utf-8 path"),
-        "--sdk-path",
-        sdk.to_str().expect("utf-8 path"),
+        &project,
         NAME,
-    ]);
-    assert_eq!(code, 0, "plugin new failed: {stdout}{stderr}");
-    assert!(project.join("wit/sink.wit").is_file());
+        &["--sdk-path", sdk.to_str().expect("utf-8 path")],
+        &["wit/sink.wit", "build.sh", "certify.sh", "manifest.json"],
+    );
 
     let started = Instant::now();
     let (built, output) = run_script(&project, "build.sh");
@@ -72,27 +56,11 @@ fn generate_and_build(dir: &Path) -> PathBuf {
     component
 }
 
-/// A second `plugin new` into the now non-empty directory is refused.
-fn refuses_to_overwrite(project: &Path) {
-    let (code, _, stderr) = sinkhost(&[
-        "plugin",
-        "new",
-        "--lang",
-        "rust",
-        "--dir",
-        project.to_str().expect("utf-8 path"),
-        NAME,
-    ]);
-    assert_ne!(code, 0);
-    assert!(stderr.contains("not empty"), "{stderr}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn rust_scaffold_builds_certifies_and_delivers_through_jetstream() {
     let dir = tempfile::tempdir().expect("tempdir");
     let component = generate_and_build(dir.path());
     let project = dir.path().join(NAME);
-    refuses_to_overwrite(&project);
 
     let (certified, output) = run_script(&project, "certify.sh");
     println!("{output}");
@@ -132,8 +100,7 @@ async fn rust_scaffold_builds_certifies_and_delivers_through_jetstream() {
     let files = files_below(&out);
     assert_eq!(files.len(), 1_000, "{:?}", files.first());
     let first = out.join(format!("{STREAM}-1.json"));
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&first).expect("first record")).expect("json");
+    let record = read_json(&first);
     assert_eq!(record["schema"], format!("{NAME}.message.v1"));
     assert_eq!(record["metadata"]["subject"], "authoring.orders");
     assert_eq!(record["payload"]["n"], 0);

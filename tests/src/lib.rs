@@ -5,6 +5,7 @@
 //! built with `cargo build --release -p sinkhost`, plugins built with
 //! `bash plugins/build.sh`.
 
+pub mod authoring;
 pub mod databases;
 pub mod http_receiver;
 pub mod registry;
