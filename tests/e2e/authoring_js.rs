@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sinkhost_e2e::authoring::*;
+use sinkhost_e2e::certification::*;
 use sinkhost_e2e::*;
 
 const STREAM: &str = "JSEVENTS";

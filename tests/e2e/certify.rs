@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
+use sinkhost_e2e::certification::*;
 use sinkhost_e2e::databases::{MariaDb, Postgres};
 use sinkhost_e2e::*;
 
@@ -74,41 +75,6 @@ fn certify(
     (code, format!("{stdout}{stderr}"), report)
 }
 
-fn status<'a>(report: &'a Value, check: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["name"] == check))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("missing")
-}
-
-fn failed(report: &Value) -> Vec<String> {
-    report["checks"]
-        .as_array()
-        .map(|checks| {
-            checks
-                .iter()
-                .filter(|c| c["status"] == "fail")
-                .filter_map(|c| c["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-const ALL_CHECKS: [&str; 11] = [
-    "load",
-    "init-accepts-config",
-    "init-refuses-bad-configs",
-    "redelivery-no-duplicates",
-    "error-classification",
-    "durable-evidence",
-    "payload-variants",
-    "metadata-preserved",
-    "stays-inside-grants",
-    "limits",
-    "throughput-floor",
-];
-
 #[test]
 fn the_file_sink_is_certified_and_a_trust_policy_then_demands_the_certification() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -143,8 +109,8 @@ fn the_file_sink_is_certified_and_a_trust_policy_then_demands_the_certification(
     assert_eq!(code, 0, "the file sink passes:\n{output}");
     assert!(output.contains("result: PASSED"), "{output}");
     assert_eq!(report["passed"], true);
-    for check in ALL_CHECKS {
-        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    for check in CERTIFY_CHECKS {
+        assert_eq!(check_status(&report, check), "pass", "{check}:\n{output}");
     }
     assert!(
         report["measurements"]["throughput_msgs_per_s"]
@@ -280,7 +246,7 @@ fn each_deliberate_flaw_fails_the_check_named_after_it() {
             Some(check) => {
                 assert_ne!(code, 0, "{flaw}: must fail\n{output}");
                 assert_eq!(
-                    failed(&report),
+                    failed_checks(&report),
                     vec![check.to_string()],
                     "{flaw}: exactly its check fails\n{output}"
                 );
@@ -315,7 +281,7 @@ fn a_certification_run_with_a_broken_verifier_says_so() {
     let (code, output, report) = certify(work.path(), &config, &plugin("file"), &[], &[]);
     assert_ne!(code, 0);
     assert_eq!(
-        status(&report, "redelivery-no-duplicates"),
+        check_status(&report, "redelivery-no-duplicates"),
         "fail",
         "{output}"
     );
@@ -404,8 +370,8 @@ fn certify_database_sink(name: &str, config: &Value, url: &str, port: u16) {
         &[("EVENTS_DB_URL", url), ("DOWN_DB_URL", &down)],
     );
     assert_eq!(code, 0, "the {name} sink passes:\n{output}");
-    for check in ALL_CHECKS {
-        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    for check in CERTIFY_CHECKS {
+        assert_eq!(check_status(&report, check), "pass", "{check}:\n{output}");
     }
     assert!(
         !output.contains(sinkhost_e2e::databases::DB_PASSWORD),
@@ -478,8 +444,8 @@ async fn the_http_sink_is_certified_against_a_receiver_that_drops_duplicates() {
             .await
             .expect("certify");
     assert_eq!(code, 0, "the http sink passes:\n{output}");
-    for check in ALL_CHECKS {
-        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    for check in CERTIFY_CHECKS {
+        assert_eq!(check_status(&report, check), "pass", "{check}:\n{output}");
     }
     let classification = report["checks"]
         .as_array()
@@ -531,8 +497,8 @@ fn the_s3_sink_is_certified_against_seaweedfs() {
     ];
     let (code, output, report) = certify(work.path(), &config, &plugin("s3"), &[], &env);
     assert_eq!(code, 0, "the s3 sink passes:\n{output}");
-    for check in ALL_CHECKS {
-        assert_eq!(status(&report, check), "pass", "{check}:\n{output}");
+    for check in CERTIFY_CHECKS {
+        assert_eq!(check_status(&report, check), "pass", "{check}:\n{output}");
     }
     assert!(
         !output.contains(SECRET_KEY),

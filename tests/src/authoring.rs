@@ -1,7 +1,7 @@
 //! What the authoring tests (`tests/e2e/authoring_{rust,python,js}.rs`)
 //! share: generating a project with `sinkhost plugin new`, running its
-//! scripts, reading the host's `plugin loaded` line and certification
-//! reports.
+//! scripts, reading the host's `plugin loaded` line. Certification reports:
+//! [`crate::certification`].
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -9,21 +9,6 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::{sinkhost, sinkhost_bin, sinkhost_with_env};
-
-/// The checks `sinkhost certify` runs, in report order.
-pub const CERTIFY_CHECKS: [&str; 11] = [
-    "load",
-    "init-accepts-config",
-    "init-refuses-bad-configs",
-    "redelivery-no-duplicates",
-    "error-classification",
-    "durable-evidence",
-    "payload-variants",
-    "metadata-preserved",
-    "stays-inside-grants",
-    "limits",
-    "throughput-floor",
-];
 
 /// `sinkhost plugin new --lang LANG --dir PROJECT [EXTRA...] NAME` must
 /// succeed and write every one of `files`; a second run into the now
@@ -104,16 +89,6 @@ pub fn plugin_load(output: &str) -> PluginLoad {
             .next()
             .and_then(|digits| digits.parse().ok()),
     }
-}
-
-/// The status (`pass`, `fail`, ...) of `check` in a certification report
-/// (`--report-json`), or `missing`.
-pub fn check_status<'a>(report: &'a Value, check: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["name"] == check))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("missing")
 }
 
 /// A JSON file, parsed.

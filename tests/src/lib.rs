@@ -6,6 +6,7 @@
 //! `bash plugins/build.sh`.
 
 pub mod authoring;
+pub mod certification;
 pub mod databases;
 pub mod http_receiver;
 pub mod registry;
