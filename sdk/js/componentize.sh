@@ -12,9 +12,8 @@
 #      `fetch-event` features: the component imports no wasi:http and needs
 #      no `http` grant (only `files`; docs/authoring.md says how to keep
 #      `fetch`);
-#   4. with MANIFEST.json, `sinkhost plugin manifest embed` embeds it
-#      (target/release/sinkhost, built first when missing).
-# OUT.wasm is written through a temporary name. Works from any directory;
+#   4. sdk/install-component.sh writes OUT.wasm (through a temporary name),
+#      embedding MANIFEST.json when given. Works from any directory;
 # relative paths are taken from the current directory.
 set -euo pipefail
 die() { echo "sdk/js/componentize.sh: error: $*" >&2; exit 1; }
@@ -50,16 +49,4 @@ echo "== componentize-js $1"
     --disable http fetch-event -o "$build/$name.wasm" ||
     die "componentize-js failed on $1"
 
-if [ -n "$manifest" ]; then
-    host="$ROOT/target/release/sinkhost"
-    if [ ! -x "$host" ]; then
-        echo "== $host is missing: cargo build --release -p sinkhost (it embeds the manifest)"
-        cargo build --release -p sinkhost --manifest-path "$ROOT/Cargo.toml" || die "building the host failed"
-    fi
-    "$host" plugin manifest embed --manifest "$manifest" --out "$out.tmp" "$build/$name.wasm" >/dev/null ||
-        die "embedding $3 failed (see above)"
-else
-    cp -f "$build/$name.wasm" "$out.tmp"
-fi
-mv -f "$out.tmp" "$out"
-printf '%10d bytes  %s\n' "$(wc -c <"$out")" "$out"
+bash "$ROOT/sdk/install-component.sh" "$build/$name.wasm" "$out" ${manifest:+"$manifest"}
