@@ -462,12 +462,10 @@ async fn host_run(
     // Clock starts when the consumer has delivered its first message.
     let mut first = None;
     let deadline = Instant::now() + Duration::from_secs(900);
-    let mut peak_rss = None;
     loop {
         if Instant::now() > deadline {
             anyhow::bail!("{name}: not drained in time:\n{}", host.log());
         }
-        peak_rss = host.peak_rss_mb().or(peak_rss);
         let stream_handle = js.context.get_stream(stream).await?;
         if let Ok(mut consumer) = stream_handle.get_consumer::<pull::Config>(name).await {
             let info = consumer.info().await?;
@@ -484,6 +482,8 @@ async fn host_run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = first.map(|t| t.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
+    // VmHWM is the process's high-water mark: one read at the end is the peak.
+    let peak_rss = host.peak_rss_mb();
     host.terminate(Duration::from_secs(30));
     Ok(Row {
         name: name.to_string(),
