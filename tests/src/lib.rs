@@ -258,9 +258,10 @@ impl Js {
     }
 
     /// Messages of `stream` that `consumer` has not ACKed yet: those never
-    /// delivered plus those delivered and awaiting an ACK.
+    /// delivered plus those delivered and awaiting an ACK, capped at what
+    /// lies above the ACK floor (see [`unacked_count`]).
     ///
-    /// Exact for a consumer that sees every subject of its stream. It does not
+    /// For a consumer that sees every subject of its stream. It does not
     /// add `num_pending`, because while a NAKed message waits for redelivery
     /// the server may count it there and in `num_ack_pending` at once.
     pub async fn unacked(&self, stream: &str, consumer: &str) -> anyhow::Result<u64> {
@@ -280,8 +281,12 @@ impl Js {
             .info()
             .await
             .map_err(|err| anyhow::anyhow!("consumer info: {err}"))?;
-        let never_delivered = last_sequence.saturating_sub(info.delivered.stream_sequence);
-        Ok(never_delivered + info.num_ack_pending as u64)
+        Ok(unacked_count(
+            last_sequence,
+            info.delivered.stream_sequence,
+            info.ack_floor.stream_sequence,
+            info.num_ack_pending as u64,
+        ))
     }
 
     /// `(num_pending, num_ack_pending)` of a consumer.
@@ -641,4 +646,42 @@ pub fn keygen(dir: &Path, name: &str, key_id: &str) -> (PathBuf, String) {
         .expect("public key printed")
         .to_string();
     (key, public)
+}
+
+/// The unACKed count from a consumer's state: messages above the delivered
+/// sequence plus those awaiting an ACK, never more than the messages above
+/// the ACK floor.
+///
+/// The cap is needed because nats-server before 2.10.16 moves its delivered
+/// sequence back when a redelivery finds no waiting pull request, so the
+/// message being redelivered is counted both as never delivered and as
+/// awaiting an ACK (41 unACKed of 40 published). Nothing at or below the ACK
+/// floor is unACKed, and nothing above the last sequence exists, so
+/// `last - ack_floor` bounds the true count from above; the count is exact
+/// whenever the unACKed messages are the newest ones (a stalled destination,
+/// a message stuck at the end).
+pub fn unacked_count(last_sequence: u64, delivered: u64, ack_floor: u64, ack_pending: u64) -> u64 {
+    let never_delivered = last_sequence.saturating_sub(delivered);
+    (never_delivered + ack_pending).min(last_sequence.saturating_sub(ack_floor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unacked_count;
+
+    #[test]
+    fn a_redelivery_counted_twice_is_capped_at_the_ack_floor() {
+        // 40 published, none ACKed; the server moved `delivered` back to 39
+        // while message 40 also awaits its ACK: 1 + 40 would say 41.
+        assert_eq!(unacked_count(40, 39, 0, 40), 40);
+        // Five ACKed, the sixth stuck: the same double count says 2.
+        assert_eq!(unacked_count(6, 5, 5, 1), 1);
+    }
+
+    #[test]
+    fn the_ordinary_counts_are_unchanged() {
+        assert_eq!(unacked_count(100, 100, 100, 0), 0, "drained");
+        assert_eq!(unacked_count(100, 60, 50, 10), 50, "in flight and never delivered");
+        assert_eq!(unacked_count(100, 0, 0, 0), 100, "nothing delivered yet");
+    }
 }
