@@ -14,6 +14,7 @@
 //! - [`registry`]: plugins pushed to and pulled from OCI registries.
 //! - [`cli`]: the `sinkhost` command line.
 //! - [`logging`]: the host log.
+//! - [`subjects`]: NATS subject patterns (validation, matching); imports nothing.
 //! - [`manifest`]: the plugin manifest embedded in a component.
 
 #![warn(missing_docs)]
@@ -31,3 +32,4 @@ pub mod registry;
 pub mod scaffold;
 pub mod security;
 pub mod signing;
+pub mod subjects;

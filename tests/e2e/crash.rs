@@ -57,6 +57,8 @@ async fn kill_9_loop(write_mode: &str) {
         "consumer_management.ack_wait_seconds",
         json!(2.0),
     );
+    // Heartbeats must come well inside ack_wait (the config refuses less).
+    set(&mut config, "delivery.in_progress.interval_ms", json!(500));
     set(&mut config, "delivery.max_in_flight_batches", json!(2));
     let config_path = write_config(dir.path(), &config);
     let log_path = dir.path().join("sinkhost.log");

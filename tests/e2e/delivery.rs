@@ -341,6 +341,8 @@ async fn a_nats_restart_mid_run_loses_and_duplicates_nothing() {
         "consumer_management.ack_wait_seconds",
         json!(2.0),
     );
+    // Heartbeats must come well inside ack_wait (the config refuses less).
+    set(&mut config, "delivery.in_progress.interval_ms", json!(500));
     set(&mut config, "delivery.max_in_flight_batches", json!(2));
     set(&mut config, "nats.max_reconnect_attempts", json!(-1));
     set(&mut config, "nats.reconnect_time_wait_seconds", json!(0));

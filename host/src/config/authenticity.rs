@@ -407,7 +407,7 @@ impl MessageAuthenticityRuleConfig {
     /// Checks one rule; `location` is its JSON path, e.g.
     /// `message_authenticity.rules[0]`.
     pub fn validate(&self, location: &str) -> Result<(), Invalid> {
-        crate::security::subjects::validate_subject_pattern(&self.subject)
+        crate::subjects::validate_subject_pattern(&self.subject)
             .map_err(|err| Invalid::new(format!("{location}.subject"), err.to_string()))?;
         if self.signed_fields.is_empty() {
             // Allowed by the reference, but then the signature binds neither

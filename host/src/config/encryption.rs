@@ -26,7 +26,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::Invalid;
-use crate::security::subjects;
+use crate::subjects;
 
 /// Longest accepted key identifier, in characters (as the reference).
 pub const MAX_ENCRYPTION_KEY_ID_CHARS: usize = 128;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::Invalid;
 use crate::security::metadata::{clean_default, has_ascii_control, normalize_labels, py_strip};
-use crate::security::subjects;
+use crate::subjects;
 
 /// Default priority header.
 pub const DEFAULT_PRIORITY_HEADER: &str = "Nats-Sinks-Priority";

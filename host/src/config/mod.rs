@@ -223,6 +223,50 @@ impl Config {
         if !self.sink.is_object() {
             return Err(Invalid::new("sink", "must be a JSON object"));
         }
+        self.validate_across_sections()
+    }
+
+    /// Settings that are each valid but together would lose a message or
+    /// loop: a DLQ the host consumes again, a redelivery budget that ends
+    /// before the DLQ takes over, heartbeats slower than redelivery.
+    fn validate_across_sections(&self) -> Result<(), Invalid> {
+        if let Some(dlq) = self.dead_letter.active_subject() {
+            let consumed = std::iter::once(&self.nats.subject)
+                .chain(&self.consumer_management.filter_subjects);
+            if let Some(pattern) =
+                consumed.into_iter().find(|pattern| crate::subjects::matches_subject(pattern, dlq))
+            {
+                return Err(Invalid::new(
+                    "dead_letter.subject",
+                    format!("`{dlq}` is consumed by this host itself (it matches `{pattern}`): every dead letter would be delivered again; use a subject outside the consumed ones"),
+                ));
+            }
+            let budget = self.delivery.max_retries.saturating_add(1);
+            if let Some(max) = self.consumer_management.max_deliver {
+                if max > 0 && (max as u64) <= budget {
+                    return Err(Invalid::new(
+                        "consumer_management.max_deliver",
+                        format!("{max} lets JetStream stop redelivering before attempt {budget} (delivery.max_retries + 1) dead-letters the message, which would then be dropped silently; set it above {budget} or to -1"),
+                    ));
+                }
+            }
+        }
+        let in_progress = &self.delivery.in_progress;
+        if in_progress.enabled {
+            let interval = in_progress.interval_ms as f64 / 1_000.0;
+            let redelivery = self
+                .consumer_management
+                .ack_wait_seconds
+                .into_iter()
+                .chain(self.consumer_management.backoff_seconds.iter().flatten().copied())
+                .reduce(f64::min);
+            if let Some(shortest) = redelivery.filter(|shortest| interval >= *shortest) {
+                return Err(Invalid::new(
+                    "delivery.in_progress.interval_ms",
+                    format!("{} ms does not fit the consumer's redelivery delay of {shortest} s (ack_wait_seconds / backoff_seconds): messages would be redelivered while still being written; use an interval well below it", in_progress.interval_ms),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -142,6 +142,13 @@ impl NatsConfig {
                 "must be at least 1",
             ));
         }
+        if self.ping_interval_seconds == 0 {
+            // The client's ping timer panics on a zero period.
+            return Err(Invalid::new(
+                "nats.ping_interval_seconds",
+                "must be at least 1",
+            ));
+        }
         if self.max_reconnect_attempts < -1 {
             return Err(Invalid::new(
                 "nats.max_reconnect_attempts",

@@ -165,3 +165,67 @@ fn missing_secret_env_is_a_clear_error() {
         "`nats.password_env` names environment variable SINKHOST_TEST_SURELY_UNSET_VAR, which is not set"
     );
 }
+
+/// MINIMAL with `extra` merged into its sections (`{"section": {...}}`).
+fn minimal_with(extra: serde_json::Value) -> String {
+    let mut config: serde_json::Value = serde_json::from_str(MINIMAL).expect("minimal");
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        for (section, fields) in extra {
+            let entry = config
+                .entry(section.clone())
+                .or_insert_with(|| serde_json::json!({}));
+            if let (Some(entry), Some(fields)) = (entry.as_object_mut(), fields.as_object()) {
+                entry.extend(fields.clone());
+            }
+        }
+    }
+    config.to_string()
+}
+
+#[test]
+fn settings_that_together_lose_or_loop_messages_are_refused() {
+    let dlq = serde_json::json!({"enabled": true, "subject": "events.dlq"});
+    assert_eq!(
+        location_of(&minimal_with(serde_json::json!({"dead_letter": dlq}))),
+        "dead_letter.subject",
+        "a DLQ the host consumes itself"
+    );
+    let dlq = serde_json::json!({"enabled": true, "subject": "dlq.events"});
+    parse(&minimal_with(serde_json::json!({"dead_letter": dlq.clone()}))).expect("outside");
+    assert_eq!(
+        location_of(&minimal_with(serde_json::json!({
+            "dead_letter": dlq.clone(),
+            "consumer_management": {"filter_subjects": ["events.a", "dlq.>"]},
+        }))),
+        "dead_letter.subject",
+        "inside a filter subject"
+    );
+    for max_deliver in [1, 6] {
+        assert_eq!(
+            location_of(&minimal_with(serde_json::json!({
+                "dead_letter": dlq.clone(),
+                "consumer_management": {"max_deliver": max_deliver},
+            }))),
+            "consumer_management.max_deliver"
+        );
+    }
+    parse(&minimal_with(serde_json::json!({
+        "dead_letter": dlq, "consumer_management": {"max_deliver": 7},
+    })))
+    .expect("room for the dead-lettering attempt");
+    parse(&minimal_with(serde_json::json!({"consumer_management": {"max_deliver": 2}})))
+        .expect("without a DLQ the budget is the operator's choice");
+    for management in [
+        serde_json::json!({"ack_wait_seconds": 5}),
+        serde_json::json!({"ack_wait_seconds": 60, "backoff_seconds": [30, 2]}),
+    ] {
+        assert_eq!(
+            location_of(&minimal_with(serde_json::json!({"consumer_management": management}))),
+            "delivery.in_progress.interval_ms"
+        );
+    }
+    assert_eq!(
+        location_of(&minimal_with(serde_json::json!({"nats": {"ping_interval_seconds": 0}}))),
+        "nats.ping_interval_seconds"
+    );
+}

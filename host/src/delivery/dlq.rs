@@ -18,6 +18,29 @@ pub const ORIGINAL_SUBJECT_HEADER: &str = "Nats-Sinks-Original-Subject";
 /// after a crash (before the original's ACK) is deduplicated by JetStream.
 pub const DLQ_MSG_ID_PREFIX: &str = "sinkhost-dlq:";
 
+/// Which incarnation of the source stream a message came from: its name and
+/// the time the server created it. A stream deleted and created again under
+/// the same name restarts its sequences at 1, so the name and sequence alone
+/// would make its first dead letters look like duplicates of the old
+/// stream's inside the DLQ stream's duplicate window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamIncarnation {
+    /// Creation time of the stream, nanoseconds since the Unix epoch.
+    pub created_ns: i128,
+}
+
+/// The `Nats-Msg-Id` of a message's DLQ record: unique per stream
+/// incarnation, consumer and stream sequence, and the same for every
+/// redelivery of that message to that consumer, so a DLQ publish repeated
+/// after a crash is de-duplicated while two consumers of one stream (or a
+/// re-created stream) each get their own record.
+pub fn msg_id(incarnation: &StreamIncarnation, envelope: &Envelope) -> String {
+    format!(
+        "{DLQ_MSG_ID_PREFIX}{}:{}:{}:{}",
+        envelope.stream, incarnation.created_ns, envelope.consumer, envelope.stream_sequence
+    )
+}
+
 /// Why a DLQ publish was not confirmed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
@@ -110,11 +133,15 @@ pub fn body(
 }
 
 /// The DLQ message headers.
-pub fn headers(envelope: &Envelope, error_type: &str) -> async_nats::HeaderMap {
+pub fn headers(
+    incarnation: &StreamIncarnation,
+    envelope: &Envelope,
+    error_type: &str,
+) -> async_nats::HeaderMap {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(ERROR_TYPE_HEADER, error_type);
     headers.insert(ORIGINAL_SUBJECT_HEADER, envelope.subject.as_str());
-    let msg_id = format!("{DLQ_MSG_ID_PREFIX}{}", envelope.idempotency_key());
+    let msg_id = msg_id(incarnation, envelope);
     headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
     headers
 }
@@ -123,6 +150,7 @@ pub fn headers(envelope: &Envelope, error_type: &str) -> async_nats::HeaderMap {
 pub async fn publish(
     jetstream: &async_nats::jetstream::Context,
     subject: &str,
+    incarnation: &StreamIncarnation,
     envelope: &Envelope,
     error_type: &str,
     error: &str,
@@ -130,7 +158,7 @@ pub async fn publish(
 ) -> Result<(), DeadLetterError> {
     let timeout = Duration::from_millis(config.publish_timeout_ms);
     let payload = body(envelope, error_type, error, config);
-    let headers = headers(envelope, error_type);
+    let headers = headers(incarnation, envelope, error_type);
     let confirmed = async {
         let ack_future = jetstream
             .publish_with_headers(subject.to_string(), headers, payload.into())
@@ -235,6 +263,42 @@ mod tests {
         );
         let expected = vectors["dlq_body_utf8"].as_str().expect("dlq body");
         assert_eq!(String::from_utf8(got).expect("utf8"), expected);
+    }
+
+    fn envelope_of(stream: &str, consumer: &str, sequence: u64, delivery_count: u64) -> Envelope {
+        Envelope {
+            subject: "events.a".into(),
+            headers: vec![("Nats-Msg-Id".into(), "same-producer-id".into())],
+            payload: bytes::Bytes::from_static(b"{}"),
+            stream: stream.into(),
+            consumer: consumer.into(),
+            stream_sequence: sequence,
+            consumer_sequence: sequence,
+            delivery_count,
+            pending: 0,
+            timestamp_ns: 0,
+            received_at_ns: 0,
+            message_id: Some("same-producer-id".into()),
+            metadata: MessageMetadata::default(),
+            custody: None,
+        }
+    }
+
+    #[test]
+    fn dlq_ids_differ_per_consumer_and_stream_incarnation_and_not_per_delivery() {
+        let first = StreamIncarnation { created_ns: 1_000 };
+        let again = StreamIncarnation { created_ns: 2_000 };
+        let one = msg_id(&first, &envelope_of("S", "a", 7, 1));
+        assert_eq!(one, "sinkhost-dlq:S:1000:a:7");
+        assert_eq!(
+            one,
+            msg_id(&first, &envelope_of("S", "a", 7, 3)),
+            "a redelivery keeps the id, so a repeated publish is de-duplicated"
+        );
+        assert_ne!(one, msg_id(&first, &envelope_of("S", "b", 7, 1)), "another consumer");
+        assert_ne!(one, msg_id(&again, &envelope_of("S", "a", 7, 1)), "a re-created stream");
+        assert_ne!(one, msg_id(&first, &envelope_of("S", "a", 8, 1)), "another sequence");
+        assert_ne!(one, msg_id(&first, &envelope_of("T", "a", 7, 1)), "another stream");
     }
 
     #[test]

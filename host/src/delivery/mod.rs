@@ -48,6 +48,8 @@ struct Shared {
     config: Config,
     jetstream: async_nats::jetstream::Context,
     consumer: consumer::PullConsumer,
+    /// The source stream's incarnation, for the DLQ records' ids.
+    incarnation: dlq::StreamIncarnation,
     pool: SinkPool,
     security: SecurityPipeline,
     retry: RetryPolicy,
@@ -65,7 +67,7 @@ pub async fn run(
 ) -> anyhow::Result<StatsSnapshot> {
     let client = connect::connect(&config.nats).await?;
     let jetstream = async_nats::jetstream::new(client.clone());
-    let consumer = consumer::ensure(&jetstream, &config).await?;
+    let bound = consumer::ensure(&jetstream, &config).await?;
     let workers = config.delivery.max_in_flight_batches;
     let shared = Arc::new(Shared {
         retry: RetryPolicy::from_config(&config.delivery),
@@ -73,7 +75,8 @@ pub async fn run(
         security,
         config,
         jetstream,
-        consumer,
+        consumer: bound.consumer,
+        incarnation: bound.incarnation,
         stats: Stats::default(),
         shutdown,
     });
@@ -326,6 +329,7 @@ async fn dead_letter(
     match dlq::publish(
         &shared.jetstream,
         subject,
+        &shared.incarnation,
         envelope,
         error_type,
         error,

@@ -10,4 +10,5 @@ pub mod custody;
 pub mod encryption;
 pub mod metadata;
 pub mod pipeline;
-pub mod subjects;
+/// Subject patterns live at the ground floor (config uses them too).
+pub use crate::subjects;
