@@ -4,8 +4,17 @@
 //! policy (`trust` in the config) names the publisher keys it accepts.
 //!
 //! What is signed is a domain-separated text, so a signature over a plugin
-//! can never be mistaken for any other Ed25519 signature:
-//! `sinkhost.plugin-signature.v1\n<digest>\n<key id>\n<signed-at>\n`.
+//! can never be mistaken for any other Ed25519 signature, and it binds the
+//! plugin's identity as its embedded manifest states it, and, for a plugin
+//! published to a registry, the repository it is published under:
+//! `sinkhost.plugin-signature.v2\n<digest>\n<key id>\n<signed-at>\n<name>\n<version>\n<repository or empty>\n`.
+//! Verification checks the name and version against the manifest of the
+//! bytes being loaded, and a registry pull checks the repository against
+//! the one it pulled from ([`verify_repository`]): a signature made for
+//! plugin A 1.0 does not verify for plugin B or for A 2.0, nor for A served
+//! from another repository. Version 1 documents
+//! (`sinkhost.plugin-signature.v1`, which bound only the digest) are refused
+//! with a message asking for a new signature.
 //!
 //! The document may also be embedded in the component, in a top-level
 //! custom section `sinkhost-signature`; the digest that is signed leaves
@@ -30,7 +39,10 @@ use crate::config::TrustConfig;
 use crate::manifest::{section, SIGNATURE_SECTION};
 
 /// Schema name of a signature document (and the signed text's first line).
-pub const SIGNATURE_SCHEMA: &str = "sinkhost.plugin-signature.v1";
+pub const SIGNATURE_SCHEMA: &str = "sinkhost.plugin-signature.v2";
+/// The previous schema, whose signature bound only the digest: refused
+/// (re-sign the plugin with a current `sinkhost plugin sign`).
+pub const UNBOUND_SIGNATURE_SCHEMA: &str = "sinkhost.plugin-signature.v1";
 /// Schema name of a key file written by `sinkhost plugin keygen`.
 pub const KEY_SCHEMA: &str = "sinkhost.plugin-signing-key.v1";
 /// The one algorithm.
@@ -83,6 +95,25 @@ pub enum SignatureError {
         /// The key id.
         key_id: String,
     },
+    /// A version 1 signature: it binds neither name, version nor repository.
+    #[error("{signature} is a {UNBOUND_SIGNATURE_SCHEMA} signature, which binds neither the plugin's name and version nor its repository; sinkhost no longer accepts it: ask the publisher to sign the plugin again with `sinkhost plugin sign` (see docs/plugin-signing.md, \"Migrating from v1 signatures\")")]
+    Unbound {
+        /// Where the signature was read.
+        signature: String,
+    },
+    /// The signature names another plugin, version or repository than the
+    /// one being loaded.
+    #[error("{plugin}: the signature is for {what} `{signed}`, but {actual} (a signature made for one plugin, version or repository does not carry over to another)")]
+    Binding {
+        /// The plugin.
+        plugin: String,
+        /// `plugin name`, `version` or `repository`.
+        what: &'static str,
+        /// What the signature names.
+        signed: String,
+        /// What the plugin being loaded is.
+        actual: String,
+    },
     /// The policy requires certification and the signature carries none.
     #[error("{plugin} is not certified: trust.require_certification is on and its signature document carries no certification (certify it with `sinkhost certify --certifier-key KEY {plugin} --config CONFIG`)")]
     NotCertified {
@@ -117,6 +148,17 @@ pub struct SignatureDocument {
     pub schema: String,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
+    /// The plugin's name, from its embedded manifest.
+    #[serde(default)]
+    pub plugin: String,
+    /// The plugin's version, from its embedded manifest.
+    #[serde(default)]
+    pub version: String,
+    /// The registry repository (e.g. `sinks/file`) the publisher signed the
+    /// plugin for; `None` for a plugin that is not published to a registry
+    /// (a registry refuses to serve it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     /// The publisher's key id.
     pub key_id: String,
     /// [`ALGORITHM`].
@@ -222,8 +264,34 @@ pub fn generate_key(key_id: Option<&str>) -> KeyFile {
     }
 }
 
-fn signed_text(digest: &str, key_id: &str, signed_at: &str) -> String {
-    format!("{SIGNATURE_SCHEMA}\n{digest}\n{key_id}\n{signed_at}\n")
+/// The text a publisher signs: every field of the document but the
+/// signature and the certification, one per line. [`parse_signature`]
+/// refuses fields with line breaks, so the text has one reading only.
+fn signed_text(document: &SignatureDocument) -> String {
+    format!(
+        "{SIGNATURE_SCHEMA}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+        document.digest,
+        document.key_id,
+        document.signed_at,
+        document.plugin,
+        document.version,
+        document.repository.as_deref().unwrap_or("")
+    )
+}
+
+/// The name and version a plugin's embedded manifest states: what a
+/// signature binds.
+pub fn plugin_identity(bytes: &[u8]) -> Result<(String, String), String> {
+    match crate::manifest::Manifest::from_component(bytes) {
+        Ok(Some(manifest)) => Ok((manifest.name, manifest.version)),
+        Ok(None) => Err("it has no embedded manifest (a signature binds the plugin's name and version from its manifest: embed one with `sinkhost plugin manifest embed`)".into()),
+        Err(err) => Err(format!("its embedded manifest is invalid: {err}")),
+    }
+}
+
+/// Whether `text` can be one line of the signed text.
+fn one_line(text: &str) -> bool {
+    !text.contains(['\n', '\r'])
 }
 
 fn certification_text(certification: &Certification) -> String {
@@ -278,21 +346,41 @@ impl KeyFile {
         Ok(key)
     }
 
-    /// Signs `bytes` (a component) now.
-    pub fn sign(&self, bytes: &[u8]) -> Result<SignatureDocument, String> {
+    /// Signs `bytes` (a component with an embedded manifest) now, binding
+    /// its name and version and, when given, the registry `repository` it
+    /// is to be published under.
+    pub fn sign(
+        &self,
+        bytes: &[u8],
+        repository: Option<&str>,
+    ) -> Result<SignatureDocument, String> {
         let key = self.signing_key()?;
-        let digest = plugin_digest(bytes);
-        let signed_at = now_rfc3339()?;
-        let signature = key.sign(signed_text(&digest, &self.key_id, &signed_at).as_bytes());
-        Ok(SignatureDocument {
+        let (plugin, version) = plugin_identity(bytes)?;
+        if let Some(repository) = repository {
+            if repository.is_empty() || !one_line(repository) {
+                return Err(format!(
+                    "repository `{repository}` is not a repository path (e.g. sinks/file)"
+                ));
+            }
+        }
+        if !one_line(&self.key_id) || !one_line(&plugin) || !one_line(&version) {
+            return Err("the key id, plugin name and version must not contain line breaks".into());
+        }
+        let mut document = SignatureDocument {
             schema: SIGNATURE_SCHEMA.into(),
-            digest,
+            digest: plugin_digest(bytes),
+            plugin,
+            version,
+            repository: repository.map(str::to_string),
             key_id: self.key_id.clone(),
             algorithm: ALGORITHM.into(),
-            signature: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
-            signed_at,
+            signature: String::new(),
+            signed_at: now_rfc3339()?,
             certification: None,
-        })
+        };
+        let signature = key.sign(signed_text(&document).as_bytes());
+        document.signature = base64::engine::general_purpose::STANDARD.encode(signature.to_bytes());
+        Ok(document)
     }
 
     /// Certifies the plugin whose digest is `digest`: the suite that passed,
@@ -385,13 +473,34 @@ fn read_detached_signature(plugin: &Path) -> Result<SignatureDocument, Signature
     parse_signature(text.as_bytes(), &path.display().to_string())
 }
 
-/// Parses a signature document found at `location`.
-fn parse_signature(text: &[u8], location: &str) -> Result<SignatureDocument, SignatureError> {
+/// Parses a signature document found at `location` (a file, a section, a
+/// registry layer): only the current schema is accepted.
+pub fn parse_signature(text: &[u8], location: &str) -> Result<SignatureDocument, SignatureError> {
     let document: SignatureDocument =
         serde_json::from_slice(text).map_err(|err| SignatureError::Malformed {
             signature: location.to_string(),
             reason: err.to_string(),
         })?;
+    if document.schema == UNBOUND_SIGNATURE_SCHEMA {
+        return Err(SignatureError::Unbound {
+            signature: location.to_string(),
+        });
+    }
+    let lines = [
+        &document.digest,
+        &document.key_id,
+        &document.signed_at,
+        &document.plugin,
+        &document.version,
+    ];
+    if !lines.iter().all(|field| one_line(field))
+        || !document.repository.as_deref().is_none_or(one_line)
+    {
+        return Err(SignatureError::Malformed {
+            signature: location.to_string(),
+            reason: "a field holds a line break".into(),
+        });
+    }
     if document.schema != SIGNATURE_SCHEMA || document.algorithm != ALGORITHM {
         return Err(SignatureError::Malformed {
             signature: location.to_string(),
@@ -435,12 +544,70 @@ pub fn verify(
         .decode(document.signature.trim())
         .map_err(|_| bad())?;
     let signature = ed25519_dalek::Signature::from_slice(&signature_bytes).map_err(|_| bad())?;
-    key.verify(
-        signed_text(&document.digest, &document.key_id, &document.signed_at).as_bytes(),
-        &signature,
-    )
-    .map_err(|_| bad())?;
+    key.verify(signed_text(document).as_bytes(), &signature)
+        .map_err(|_| bad())?;
+    verify_identity(plugin, bytes, document)?;
     Ok(document.key_id.clone())
+}
+
+/// The name and version the (verified) signature binds are the ones the
+/// plugin's embedded manifest states.
+fn verify_identity(
+    plugin: &Path,
+    bytes: &[u8],
+    document: &SignatureDocument,
+) -> Result<(), SignatureError> {
+    let name = plugin.display().to_string();
+    let (actual_name, actual_version) =
+        plugin_identity(bytes).map_err(|reason| SignatureError::Binding {
+            plugin: name.clone(),
+            what: "plugin name",
+            signed: document.plugin.clone(),
+            actual: reason,
+        })?;
+    if document.plugin != actual_name {
+        return Err(SignatureError::Binding {
+            plugin: name,
+            what: "plugin name",
+            signed: document.plugin.clone(),
+            actual: format!("this plugin's manifest names `{actual_name}`"),
+        });
+    }
+    if document.version != actual_version {
+        return Err(SignatureError::Binding {
+            plugin: name,
+            what: "version",
+            signed: document.version.clone(),
+            actual: format!("this plugin's manifest says version `{actual_version}`"),
+        });
+    }
+    Ok(())
+}
+
+/// A plugin served by a registry: its signature must name the repository
+/// it was pulled from (`label` names the reference in the message).
+pub fn verify_repository(
+    label: &str,
+    document: &SignatureDocument,
+    repository: &str,
+) -> Result<(), SignatureError> {
+    match document.repository.as_deref() {
+        Some(signed) if signed == repository => Ok(()),
+        Some(signed) => Err(SignatureError::Binding {
+            plugin: label.to_string(),
+            what: "repository",
+            signed: signed.to_string(),
+            actual: format!("it was served from repository `{repository}`"),
+        }),
+        None => Err(SignatureError::Binding {
+            plugin: label.to_string(),
+            what: "repository",
+            signed: "(none)".to_string(),
+            actual: format!(
+                "it was served from repository `{repository}`: the publisher must sign it for that repository (`sinkhost plugin sign --repository {repository}`)"
+            ),
+        }),
+    }
 }
 
 /// Checks the certification in `document` against the plugin's `bytes`
@@ -555,8 +722,35 @@ pub fn check_trust_document(
 }
 
 #[cfg(test)]
+/// A component header with an embedded manifest for `name` `version`,
+/// then `tail` as a custom section (so tests can flip bytes).
+pub(crate) fn test_component(name: &str, version: &str) -> Vec<u8> {
+    let manifest = serde_json::json!({
+        "schema": crate::manifest::MANIFEST_SCHEMA,
+        "name": name,
+        "version": version,
+        "publisher": "acme",
+        "description": "A test sink.",
+        "license": "MIT",
+        "wit_world": "sinkhost:sink/plugin@0.1.0",
+    });
+    let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+    bytes.extend([0, 9, 4, b't', b'a', b'i', b'l', b'b', b'y', b't', b'e']);
+    section::replace_custom(
+        &bytes,
+        crate::manifest::MANIFEST_SECTION,
+        manifest.to_string().as_bytes(),
+    )
+    .expect("embed manifest")
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn component(name: &str, version: &str) -> Vec<u8> {
+        test_component(name, version)
+    }
 
     fn trusted(key: &KeyFile) -> Vec<(String, VerifyingKey)> {
         vec![(
@@ -569,8 +763,8 @@ mod tests {
     fn a_signature_verifies_and_any_change_breaks_it() {
         let key = generate_key(Some("acme-2026"));
         let plugin = Path::new("sink.wasm");
-        let bytes = b"\0asm component bytes".to_vec();
-        let document = key.sign(&bytes).expect("sign");
+        let bytes = component("file", "1.0.0");
+        let document = key.sign(&bytes, None).expect("sign");
         assert_eq!(
             verify(plugin, &bytes, &document, &trusted(&key)),
             Ok("acme-2026".into())
@@ -608,8 +802,8 @@ mod tests {
         let publisher = generate_key(Some("acme"));
         let certifier = generate_key(Some("lab"));
         let plugin = Path::new("sink.wasm");
-        let bytes = b"\0asm component".to_vec();
-        let mut document = publisher.sign(&bytes).expect("sign");
+        let bytes = component("file", "1.0.0");
+        let mut document = publisher.sign(&bytes, None).expect("sign");
         assert!(matches!(
             verify_certification(plugin, &bytes, &document, &trusted(&certifier)),
             Err(SignatureError::NotCertified { .. })
@@ -659,7 +853,7 @@ mod tests {
         let mut key = generate_key(None);
         key.public_key_b64 = generate_key(None).public_key_b64;
         assert!(key
-            .sign(b"x")
+            .sign(&component("file", "1.0.0"), None)
             .expect_err("mismatch")
             .contains("public half"));
         assert!(
@@ -673,14 +867,13 @@ mod tests {
         let key = generate_key(Some("acme"));
         let dir = tempfile::tempdir().expect("tempdir");
         let plugin = dir.path().join("p.wasm");
-        let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
-        bytes.extend([0, 4, 1, b'x', b'h', b'i']);
+        let bytes = component("file", "1.0.0");
         assert_eq!(
             plugin_digest(&bytes),
             format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
             "without an embedded signature the digest is the plain sha256"
         );
-        let document = key.sign(&bytes).expect("sign");
+        let document = key.sign(&bytes, None).expect("sign");
         let text = serde_json::to_vec(&document).expect("json");
         let signed = section::replace_custom(&bytes, SIGNATURE_SECTION, &text).expect("embed");
         assert_eq!(plugin_digest(&signed), document.digest);
@@ -692,7 +885,7 @@ mod tests {
             Ok("acme".into())
         );
         let mut flipped = signed.clone();
-        flipped[12] ^= 1;
+        flipped[13] ^= 1;
         assert!(matches!(
             verify(&plugin, &flipped, &document, &trusted(&key)),
             Err(SignatureError::DigestMismatch { .. })
@@ -721,5 +914,128 @@ mod tests {
             error.contains("p.wasm.sig") && error.contains("not a valid signature document"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_signature_binds_the_plugin_name_version_and_repository() {
+        let key = generate_key(Some("acme"));
+        let plugin = Path::new("sink.wasm");
+        let a1 = component("file", "1.0.0");
+        let document = key.sign(&a1, Some("sinks/file")).expect("sign");
+        assert_eq!(document.plugin, "file");
+        assert_eq!(document.version, "1.0.0");
+        assert_eq!(document.repository.as_deref(), Some("sinks/file"));
+        assert_eq!(
+            verify(plugin, &a1, &document, &trusted(&key)),
+            Ok("acme".into())
+        );
+
+        // The document moved to another plugin or version: other bytes.
+        for other in [component("http", "1.0.0"), component("file", "2.0.0")] {
+            assert!(matches!(
+                verify(plugin, &other, &document, &trusted(&key)),
+                Err(SignatureError::DigestMismatch { .. })
+            ));
+        }
+        // The bound fields edited to fit: the signature no longer verifies.
+        let edits: [fn(&mut SignatureDocument); 4] = [
+            |d: &mut SignatureDocument| d.plugin = "http".into(),
+            |d: &mut SignatureDocument| d.version = "2.0.0".into(),
+            |d: &mut SignatureDocument| d.repository = Some("sinks/http".into()),
+            |d: &mut SignatureDocument| d.repository = None,
+        ];
+        for edit in edits {
+            let mut edited = document.clone();
+            edit(&mut edited);
+            assert!(
+                matches!(
+                    verify(plugin, &a1, &edited, &trusted(&key)),
+                    Err(SignatureError::BadSignature { .. })
+                ),
+                "{edited:?}"
+            );
+        }
+
+        // A publisher who signs a name that is not the manifest's (by hand,
+        // with a valid key): refused after the signature verifies.
+        let mut lying = document.clone();
+        lying.plugin = "http".into();
+        let signing = key.signing_key().expect("key");
+        lying.signature = base64::engine::general_purpose::STANDARD
+            .encode(signing.sign(signed_text(&lying).as_bytes()).to_bytes());
+        let error = verify(plugin, &a1, &lying, &trusted(&key)).expect_err("lying name");
+        assert!(
+            matches!(
+                error,
+                SignatureError::Binding {
+                    what: "plugin name",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("manifest names `file`"),
+            "{error}"
+        );
+
+        // The repository: only the one it was signed for.
+        assert_eq!(verify_repository("ref", &document, "sinks/file"), Ok(()));
+        let error = verify_repository("ref", &document, "sinks/other").expect_err("other repo");
+        assert!(
+            error.to_string().contains("repository `sinks/file`")
+                && error.to_string().contains("`sinks/other`"),
+            "{error}"
+        );
+        let local = key.sign(&a1, None).expect("sign");
+        let error = verify_repository("ref", &local, "sinks/file").expect_err("unbound");
+        assert!(
+            error.to_string().contains("--repository sinks/file"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_plugin_without_a_manifest_cannot_be_signed() {
+        let key = generate_key(Some("acme"));
+        let error = key
+            .sign(b"\0asm\x0d\x00\x01\x00", None)
+            .expect_err("no manifest");
+        assert!(error.contains("no embedded manifest"), "{error}");
+    }
+
+    #[test]
+    fn a_v1_signature_is_refused_with_the_migration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugin = dir.path().join("p.wasm");
+        let v1 = serde_json::json!({
+            "schema": UNBOUND_SIGNATURE_SCHEMA,
+            "digest": plugin_digest(b"x"),
+            "key_id": "acme",
+            "algorithm": ALGORITHM,
+            "signature": "AAAA",
+            "signed_at": "2026-01-01T00:00:00Z",
+        });
+        std::fs::write(signature_path(&plugin), v1.to_string()).expect("write");
+        let error = read_signature(&plugin).expect_err("v1");
+        assert!(matches!(error, SignatureError::Unbound { .. }), "{error}");
+        let text = error.to_string();
+        assert!(
+            text.contains("sinkhost.plugin-signature.v1") && text.contains("sign the plugin again"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_field_with_a_line_break_is_malformed() {
+        let key = generate_key(Some("acme"));
+        let bytes = component("file", "1.0.0");
+        let mut document = key.sign(&bytes, None).expect("sign");
+        document.repository = Some("sinks/file\nother".into());
+        let text = serde_json::to_vec(&document).expect("json");
+        assert!(matches!(
+            parse_signature(&text, "x.sig"),
+            Err(SignatureError::Malformed { .. })
+        ));
     }
 }

@@ -44,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let http_grant = json!([{"origin": receiver.origin(), "max_concurrent_requests": 16}]);
     let s3_grant = json!([{"origin": s3.s3_endpoint(), "auth": {"aws_sigv4": {
         "region": "us-east-1", "service": "s3",
-        "access_key_id_env": "S3_ACCESS_KEY_ID", "secret_access_key_env": "S3_SECRET_ACCESS_KEY"}}}]);
+        "access_key_id_env": "S3_ACCESS_KEY_ID", "secret_access_key_env": "S3_SECRET_ACCESS_KEY"}},
+        "allow_plaintext_credentials": true}]);
     let url = format!("{}/ingest", receiver.origin());
     let contenders: Vec<(&str, std::path::PathBuf, Value, Value)> = vec![
         (

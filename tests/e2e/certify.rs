@@ -196,11 +196,15 @@ fn each_deliberate_flaw_fails_the_check_named_after_it() {
         ("misclassifies", Some("error-classification")),
         ("probes", Some("stays-inside-grants")),
         ("slow", Some("throughput-floor")),
+        // Behaves only when it recognises the names certification used to
+        // use: with random names it is caught like `duplicates`.
+        ("cheats", Some("redelivery-no-duplicates")),
     ];
+    let mut names_per_run: Vec<std::collections::BTreeSet<String>> = Vec::new();
     for (flaw, expected) in cases {
         let work = tempfile::tempdir().expect("tempdir");
         let plugin_path = work.path().join("flawed.wasm");
-        std::fs::copy(test_plugin("flawed"), &plugin_path).expect("copy plugin");
+        embed_test_manifest(work.path(), &plugin_path);
         let (key, _) = keygen(work.path(), "acme.key", "acme");
         let (certifier, _) = keygen(work.path(), "lab.key", "lab");
         let plugin_arg = plugin_path.to_str().expect("utf-8");
@@ -237,6 +241,7 @@ fn each_deliberate_flaw_fails_the_check_named_after_it() {
             &["--certifier-key", certifier.to_str().expect("utf-8")],
             &[],
         );
+        names_per_run.push(names_seen(&work.path().join("data/out")));
         let signature = std::fs::read_to_string(work.path().join("flawed.wasm.sig")).expect("sig");
         match expected {
             None => {
@@ -262,6 +267,82 @@ fn each_deliberate_flaw_fails_the_check_named_after_it() {
             }
         }
     }
+
+    // What the plugin saw: stream, consumer and subject names that say
+    // nothing about certification and are new on every run.
+    for (index, names) in names_per_run.iter().enumerate() {
+        assert!(!names.is_empty(), "run {index} recorded no names");
+        for name in names {
+            assert!(
+                !name.to_ascii_lowercase().contains("certif"),
+                "run {index}: `{name}` gives certification away"
+            );
+        }
+        for (other_index, other) in names_per_run.iter().enumerate().skip(index + 1) {
+            let shared: Vec<&String> = names.intersection(other).collect();
+            assert!(
+                shared.is_empty(),
+                "runs {index} and {other_index} share names: {shared:?}"
+            );
+        }
+    }
+}
+
+/// The flawed test plugin with a manifest embedded (a signature binds the
+/// manifest's name and version, so only a plugin with one can be signed),
+/// written to `plugin_path`.
+fn embed_test_manifest(work: &Path, plugin_path: &Path) {
+    let manifest = json!({
+        "schema": "sinkhost.plugin-manifest.v1",
+        "name": "flawed",
+        "version": "0.1.0",
+        "publisher": "sinkhost tests",
+        "description": "A test file sink with one deliberate flaw.",
+        "license": "Apache-2.0 OR MIT",
+        "wit_world": "sinkhost:sink/plugin@0.1.0",
+        "grants": [
+            {"kind": "files", "reason": "writes records under the granted directory"},
+            {"kind": "http", "reason": "its probes flaw reaches outside its grant"}
+        ]
+    });
+    let manifest_path = work.join("flawed-manifest.json");
+    std::fs::write(&manifest_path, manifest.to_string()).expect("write manifest");
+    let source = test_plugin("flawed");
+    let (code, stdout, stderr) = sinkhost(&[
+        "plugin",
+        "manifest",
+        "embed",
+        "--manifest",
+        manifest_path.to_str().expect("utf-8"),
+        "--out",
+        plugin_path.to_str().expect("utf-8"),
+        source.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+/// The stream, consumer, subject (first token) and message-id names the
+/// flawed sink recorded below `out`.
+fn names_seen(out: &Path) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for file in files_below(out) {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        for field in ["stream", "consumer", "message_id"] {
+            if let Some(name) = record[field].as_str() {
+                names.insert(format!("{field}:{name}"));
+            }
+        }
+        if let Some(subject) = record["subject"].as_str() {
+            let first = subject.split('.').next().unwrap_or(subject);
+            names.insert(format!("subject:{first}"));
+        }
+    }
+    names
 }
 
 #[test]
@@ -471,7 +552,8 @@ fn the_s3_sink_is_certified_against_seaweedfs() {
     let filer = s3.filer_address();
     let grant = |origin: &str| {
         json!([{"origin": origin, "auth": {"aws_sigv4": {"region": "us-east-1", "service": "s3",
-            "access_key_id_env": "S3_ACCESS_KEY_ID", "secret_access_key_env": "S3_SECRET_ACCESS_KEY"}}}])
+            "access_key_id_env": "S3_ACCESS_KEY_ID", "secret_access_key_env": "S3_SECRET_ACCESS_KEY"}},
+            "allow_plaintext_credentials": true}])
     };
     let closed = format!("http://127.0.0.1:{}", free_port());
     let config = json!({

@@ -76,7 +76,8 @@ async fn a_plugin_reaches_only_granted_origins_and_never_sees_the_credentials() 
         &mut config,
         "plugin.grants.http",
         json!([
-            {"origin": granted.origin(), "auth": {"bearer_env": "PROBE_TOKEN"}, "max_response_body_bytes": 100000},
+            {"origin": granted.origin(), "auth": {"bearer_env": "PROBE_TOKEN"}, "max_response_body_bytes": 100000,
+             "allow_plaintext_credentials": true},
             {"origin": format!("http://localhost:{unnamed_port}")}
         ]),
     );
@@ -204,4 +205,233 @@ async fn a_missing_credential_variable_stops_the_start_naming_it() {
     assert_ne!(code, 0);
     assert!(stderr.contains("http[0].auth.basic.user_env"), "{stderr}");
     assert!(stderr.contains("PROBE_USER_UNSET"), "{stderr}");
+}
+
+/// Starts the host on `config`, publishes `probes`, waits until every one is
+/// handled and stops the host; returns its log.
+async fn run_probes(
+    server: &NatsServer,
+    dir: &Path,
+    config: &Value,
+    probes: &[Value],
+    env: &[(&str, &str)],
+) -> String {
+    let js = Js::connect(server).await.expect("connect");
+    js.create_stream(STREAM, &["probe.>"])
+        .await
+        .expect("stream");
+    for probe in probes {
+        js.publish_with_headers("probe.x", &[], probe.to_string().as_bytes())
+            .await
+            .expect("publish");
+    }
+    let path = write_config(dir, config);
+    let log_path = dir.join("sinkhost.log");
+    let mut host = Host::start_with_env(&path, &log_path, env).expect("start");
+    let drained = wait_until(Duration::from_secs(60), || async {
+        matches!(js.consumer_backlog(STREAM, "sinkhost").await, Ok((0, 0)))
+    })
+    .await;
+    assert!(drained, "not drained:\n{}", host.log());
+    assert_eq!(
+        host.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        host.log()
+    );
+    host.log()
+}
+
+/// Hostile destinations: cloud metadata addresses written as IPv4, as NAT64
+/// and as IPv4-mapped IPv6, CGNAT, a redirect to a metadata address, and a
+/// granted name that resolves to loopback where a trap server listens. Each
+/// is refused inside the host before any connection: the traps record
+/// nothing, and the credential reaches only the server it is granted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_purpose_destinations_are_refused_before_connecting_and_the_secret_stays_home() {
+    let granted = HttpReceiver::start().await.expect("granted server");
+    let open = HttpReceiver::start()
+        .await
+        .expect("granted server without credentials");
+    let trap = HttpReceiver::start().await.expect("trap behind localhost");
+    let server = NatsServer::start().expect("nats-server");
+    let port = granted.port();
+    let probes = [
+        // 1: control: the granted origin gets the host's token.
+        json!({"url": format!("{}/ok", granted.origin())}),
+        // 2-6: special-purpose literals, never granted.
+        json!({"url": "http://100.100.100.200/latest/meta-data/"}),
+        json!({"url": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/"}),
+        json!({"url": format!("http://[::ffff:127.0.0.1]:{port}/mapped")}),
+        json!({"url": "http://[fd00:ec2::254]/latest/meta-data/"}),
+        json!({"url": format!("http://[64:ff9b::7f00:1]:{port}/nat64")}),
+        // 7: a redirect from the granted origin to Alibaba's metadata address.
+        json!({"url": format!("{}/redirect?to=http://100.100.100.200/latest/meta-data/", granted.origin()), "follow_redirects": true}),
+        // 8: a granted name (with a credential) resolving to loopback, which
+        // the grant does not name: a trap server listens there.
+        json!({"url": format!("http://localhost:{}/trap", trap.port()),
+               "headers": [["x-probe", "8"]]}),
+        // 9: a grant without credentials: no other grant's token, ever.
+        json!({"url": format!("{}/open", open.origin())}),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let mut config = base_config(
+        &server,
+        STREAM,
+        "probe.>",
+        &test_plugin("http-probe"),
+        &out,
+        json!({"directory": "/out"}),
+    );
+    set(
+        &mut config,
+        "plugin.grants.http",
+        json!([
+            {"origin": granted.origin(), "auth": {"bearer_env": "PROBE_TOKEN"},
+             "allow_plaintext_credentials": true},
+            {"origin": format!("http://localhost:{}", trap.port()), "auth": {"bearer_env": "PROBE_TOKEN"},
+             "allow_plaintext_credentials": true},
+            {"origin": open.origin()},
+        ]),
+    );
+    let log = run_probes(
+        &server,
+        dir.path(),
+        &config,
+        &probes,
+        &[("PROBE_TOKEN", TOKEN)],
+    )
+    .await;
+
+    let first = record(&out, 1);
+    assert_eq!(first["status"], 200, "{first}");
+    for sequence in 2..=6 {
+        let refused = record(&out, sequence);
+        assert_eq!(
+            refused["error"], "HttpRequestDenied",
+            "{sequence}: {refused}"
+        );
+    }
+    let redirect = record(&out, 7);
+    assert_eq!(redirect["status"], 302, "{redirect}");
+    assert_eq!(
+        redirect["redirected_to"]["error"], "HttpRequestDenied",
+        "{redirect}"
+    );
+    let trapped = record(&out, 8);
+    assert_eq!(trapped["error"], "DestinationIpProhibited", "{trapped}");
+    assert_eq!(record(&out, 9)["status"], 200);
+
+    // The effects: nothing reached the trap, the IPv4-mapped and NAT64
+    // spellings of the granted server's address did not reach it either,
+    // and the token arrived only where it is granted.
+    assert!(
+        trap.requests().is_empty(),
+        "a name resolving to loopback reached the trap: {:?}",
+        trap.requests()
+    );
+    let at_granted = granted.requests();
+    let paths: Vec<&str> = at_granted.iter().map(|r| r.path.as_str()).collect();
+    assert!(
+        !paths.contains(&"/mapped") && !paths.contains(&"/nat64"),
+        "another spelling of the granted address got through: {paths:?}"
+    );
+    assert!(at_granted
+        .iter()
+        .all(|r| r.header("authorization") == Some(format!("Bearer {TOKEN}").as_str())));
+    let at_open = open.requests();
+    assert_eq!(at_open.len(), 1, "{at_open:?}");
+    assert!(
+        at_open.iter().all(|r| r.header("authorization").is_none()),
+        "a grant without credentials got another grant's: {at_open:?}"
+    );
+    assert!(!log.contains(TOKEN), "the host log holds the token:\n{log}");
+    assert!(
+        log.contains("special-purpose address"),
+        "the address refusal is logged:\n{log}"
+    );
+}
+
+/// Credentials over plain `http://` need an explicit opt-in: without it the
+/// config is refused, naming the field, and the host never starts (the
+/// server the credential was meant for sees nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_over_plain_http_are_refused_without_the_opt_in() {
+    let receiver = HttpReceiver::start().await.expect("server");
+    let server = NatsServer::start().expect("nats-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let mut config = base_config(
+        &server,
+        STREAM,
+        "probe.>",
+        &test_plugin("http-probe"),
+        &out,
+        json!({"directory": "/out"}),
+    );
+    set(
+        &mut config,
+        "plugin.grants.http",
+        json!([{"origin": receiver.origin(), "auth": {"bearer_env": "PROBE_TOKEN"}}]),
+    );
+    let path = write_config(dir.path(), &config);
+    let (code, stdout, stderr) = sinkhost_with_env(
+        &["validate", path.to_str().expect("utf-8 path")],
+        &[("PROBE_TOKEN", TOKEN)],
+    );
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("plugin.grants.http[0].auth")
+            && stderr.contains("allow_plaintext_credentials"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("clear text"), "{stderr}");
+
+    let js = Js::connect(&server).await.expect("connect");
+    js.create_stream(STREAM, &["probe.>"])
+        .await
+        .expect("stream");
+    js.publish_with_headers(
+        "probe.x",
+        &[],
+        json!({"url": format!("{}/x", receiver.origin())})
+            .to_string()
+            .as_bytes(),
+    )
+    .await
+    .expect("publish");
+    let log_path = dir.path().join("sinkhost.log");
+    let mut host =
+        Host::start_with_env(&path, &log_path, &[("PROBE_TOKEN", TOKEN)]).expect("start");
+    let exited = wait_until(Duration::from_secs(30), || {
+        let running = host.is_running();
+        async move { !running }
+    })
+    .await;
+    assert!(exited, "the host must refuse to start:\n{}", host.log());
+    assert!(
+        host.log().contains("allow_plaintext_credentials"),
+        "{}",
+        host.log()
+    );
+    assert!(
+        receiver.requests().is_empty(),
+        "the credential went out in clear text: {:?}",
+        receiver.requests()
+    );
+    assert!(!host.log().contains(TOKEN));
+
+    // With https the same credential needs no opt-in.
+    set(
+        &mut config,
+        "plugin.grants.http",
+        json!([{"origin": "https://api.example.com", "auth": {"bearer_env": "PROBE_TOKEN"}}]),
+    );
+    let path = write_config(dir.path(), &config);
+    let (code, stdout, stderr) = sinkhost_with_env(
+        &["validate", path.to_str().expect("utf-8 path")],
+        &[("PROBE_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
 }

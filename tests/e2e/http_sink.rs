@@ -26,7 +26,7 @@ fn config_for(
     set(
         &mut config,
         "plugin.grants.http",
-        json!([{"origin": receiver.origin(), "auth": {"bearer_env": "HOOK_TOKEN"}}]),
+        json!([{"origin": receiver.origin(), "auth": {"bearer_env": "HOOK_TOKEN"}, "allow_plaintext_credentials": true}]),
     );
     config
 }

@@ -30,7 +30,8 @@ fn config_for(server: &NatsServer, s3: &SeaweedFs, work: &std::path::Path, sink:
         "plugin.grants.http",
         json!([{"origin": s3.s3_endpoint(), "auth": {"aws_sigv4": {
             "region": "us-east-1", "service": "s3",
-            "access_key_id_env": "S3_ACCESS_KEY_ID", "secret_access_key_env": "S3_SECRET_ACCESS_KEY"}}}]),
+            "access_key_id_env": "S3_ACCESS_KEY_ID", "secret_access_key_env": "S3_SECRET_ACCESS_KEY"}},
+            "allow_plaintext_credentials": true}]),
     );
     config
 }

@@ -10,12 +10,20 @@
 //!    host written `*.example.com` matches names under `example.com`);
 //!    otherwise the request fails with `HTTP-request-denied` before any DNS
 //!    lookup or connection;
-//! 2. **addresses**: the host name is resolved once; if any address is
-//!    loopback, link-local (which holds the cloud metadata address
-//!    169.254.169.254), unspecified, multicast or AWS's IPv6 metadata
-//!    address, the request fails with `destination-IP-prohibited`, unless
-//!    the grant names that address (its origin is that IP literal, or it is
-//!    in `allowed_addresses`). The connection then goes to the checked
+//!    When several grants match (a wildcard and an exact host, two
+//!    wildcards), the most specific one is used, for its credentials and
+//!    its limits alike: an exact host beats any wildcard, a longer wildcard
+//!    suffix beats a shorter one; the same origin granted twice is a
+//!    configuration error. So a request never carries the credentials of a
+//!    grant other than the one it matched most closely;
+//! 2. **addresses**: the host name is resolved once; every address must be
+//!    an ordinary public destination (an allow-list: IPv4 outside every
+//!    range of the IANA special-purpose registry, IPv6 global unicast
+//!    outside that registry's ranges; IPv4-mapped, NAT64 and 6to4 addresses
+//!    are judged by the IPv4 address they carry; see [`special_purpose`]),
+//!    else the request fails with `destination-IP-prohibited`, unless the
+//!    grant names that address (its origin is that IP literal, or it is in
+//!    `allowed_addresses`). The connection then goes to the checked
 //!    address, never to a second lookup, so a DNS answer that changes
 //!    between check and connect (rebinding) gains nothing;
 //! 3. **limits**: one of the grant's `max_concurrent_requests` slots is
@@ -25,14 +33,16 @@
 //!    stops with an error past `max_response_body_bytes`;
 //! 4. **credentials**: headers the plugin set for authentication are
 //!    removed and the grant's `auth` is applied: bearer, basic, a named
-//!    header, or an AWS SigV4 signature over the request and its body.
+//!    header, or an AWS SigV4 signature over the request and its body. A
+//!    grant with credentials and a plain `http://` origin is refused at
+//!    load unless it sets `allow_plaintext_credentials`.
 //!
 //! Redirects are never followed by the host: a 3xx response goes back to
 //! the plugin, and a request to the new location is a new request, checked
 //! like the first.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -60,9 +70,6 @@ const SIGV4_HEADERS: [&str; 4] = [
     "x-amz-content-sha256",
     "x-amz-security-token",
 ];
-/// AWS's IPv6 instance-metadata address (`fd00:ec2::254`); the IPv4 one,
-/// 169.254.169.254, is link-local and refused with the rest of that range.
-const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
 
 /// The boxed future a send hook returns (wasmtime-wasi-http's shape).
 type SendFuture =
@@ -125,6 +132,22 @@ impl Origin {
             },
         };
         Ok(Self { https, host, port })
+    }
+
+    /// How closely this origin names a host, to choose among grants that
+    /// match the same request: an exact name or address beats every
+    /// wildcard; among wildcards, the longer suffix is the closer one.
+    fn specificity(&self) -> (u8, usize) {
+        match &self.host {
+            HostPattern::Name(_) | HostPattern::Address(_) => (1, 0),
+            HostPattern::Subdomains(suffix) => (0, suffix.len()),
+        }
+    }
+
+    /// Whether this is a plain `http://` origin (nothing on the wire is
+    /// encrypted).
+    pub fn is_plaintext(&self) -> bool {
+        !self.https
     }
 
     fn matches(&self, target: &Target) -> bool {
@@ -258,29 +281,181 @@ fn valid_name(name: &str) -> bool {
         })
 }
 
-/// Addresses refused unless a grant names them: the host itself, the local
-/// link (cloud metadata services live there), and addresses that are not
-/// one destination.
-pub fn is_guarded_address(address: IpAddr) -> bool {
+/// One entry of an IANA special-purpose address registry: the network, its
+/// prefix length and what it is (for the refusal log and the tests).
+struct SpecialRange<A> {
+    network: A,
+    prefix: u8,
+    name: &'static str,
+}
+
+/// The IANA IPv4 Special-Purpose Address Registry (RFC 6890 and its
+/// updates), plus multicast and the reserved 240/4 which it leaves to other
+/// registries. Every address in these ranges is refused unless a grant names
+/// it: none of them is an ordinary public destination, and most of them are
+/// this host's neighbours (private networks, CGNAT, which also holds
+/// Alibaba Cloud's metadata address 100.100.100.200, the link-local
+/// 169.254/16 with the AWS/GCP/Azure metadata address 169.254.169.254).
+const SPECIAL_V4: &[SpecialRange<Ipv4Addr>] = &[
+    v4(0, 0, 0, 0, 8, "this network"),
+    v4(10, 0, 0, 0, 8, "private-use"),
+    v4(
+        100,
+        64,
+        0,
+        0,
+        10,
+        "shared address space (CGNAT; 100.100.100.200 is a cloud metadata address)",
+    ),
+    v4(127, 0, 0, 0, 8, "loopback"),
+    v4(
+        169,
+        254,
+        0,
+        0,
+        16,
+        "link-local (169.254.169.254 is the cloud metadata address)",
+    ),
+    v4(172, 16, 0, 0, 12, "private-use"),
+    v4(192, 0, 0, 0, 24, "IETF protocol assignments"),
+    v4(192, 0, 2, 0, 24, "documentation (TEST-NET-1)"),
+    v4(192, 31, 196, 0, 24, "AS112-v4"),
+    v4(192, 52, 193, 0, 24, "AMT"),
+    v4(192, 88, 99, 0, 24, "deprecated 6to4 relay anycast"),
+    v4(192, 168, 0, 0, 16, "private-use"),
+    v4(192, 175, 48, 0, 24, "direct delegation AS112 service"),
+    v4(198, 18, 0, 0, 15, "benchmarking"),
+    v4(198, 51, 100, 0, 24, "documentation (TEST-NET-2)"),
+    v4(203, 0, 113, 0, 24, "documentation (TEST-NET-3)"),
+    v4(224, 0, 0, 0, 4, "multicast"),
+    v4(240, 0, 0, 0, 4, "reserved"),
+    v4(255, 255, 255, 255, 32, "limited broadcast"),
+];
+
+const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8, name: &'static str) -> SpecialRange<Ipv4Addr> {
+    SpecialRange {
+        network: Ipv4Addr::new(a, b, c, d),
+        prefix,
+        name,
+    }
+}
+
+/// IPv6 global unicast (RFC 4291): the only IPv6 addresses that can be an
+/// ordinary destination. Everything outside it (the unspecified and
+/// loopback addresses, 100::/64 discard, unique-local fc00::/7 with AWS's
+/// metadata address fd00:ec2::254, link-local fe80::/10, multicast
+/// ff00::/8, and all unassigned space) is refused unless a grant names it;
+/// IPv4-mapped and NAT64 addresses are judged by the IPv4 address they
+/// carry (see [`embedded_v4`]).
+const GLOBAL_UNICAST_V6: SpecialRange<Ipv6Addr> =
+    v6([0x2000, 0, 0, 0, 0, 0, 0, 0], 3, "global unicast");
+
+/// The IANA IPv6 Special-Purpose Address Registry entries inside global
+/// unicast: refused unless a grant names the address. 6to4 (2002::/16)
+/// is not here: it is judged by the IPv4 address it carries.
+const SPECIAL_V6: &[SpecialRange<Ipv6Addr>] = &[
+    v6(
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        23,
+        "IETF protocol assignments (incl. Teredo 2001::/32)",
+    ),
+    v6([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32, "documentation"),
+    v6(
+        [0x2620, 0x004f, 0x8000, 0, 0, 0, 0, 0],
+        48,
+        "direct delegation AS112 service",
+    ),
+    v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "documentation"),
+];
+
+/// `64:ff9b:1::/48`, local-use NAT64 (RFC 8215): where the IPv4 address
+/// sits depends on the operator's prefix length, so it is refused outright.
+const LOCAL_NAT64_V6: SpecialRange<Ipv6Addr> = v6(
+    [0x0064, 0xff9b, 0x0001, 0, 0, 0, 0, 0],
+    48,
+    "local-use NAT64",
+);
+
+const fn v6(segments: [u16; 8], prefix: u8, name: &'static str) -> SpecialRange<Ipv6Addr> {
+    let [a, b, c, d, e, f, g, h] = segments;
+    SpecialRange {
+        network: Ipv6Addr::new(a, b, c, d, e, f, g, h),
+        prefix,
+        name,
+    }
+}
+
+impl SpecialRange<Ipv4Addr> {
+    fn contains(&self, address: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0);
+        u32::from(address) & mask == u32::from(self.network) & mask
+    }
+}
+
+impl SpecialRange<Ipv6Addr> {
+    fn contains(&self, address: Ipv6Addr) -> bool {
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.prefix))
+            .unwrap_or(0);
+        u128::from(address) & mask == u128::from(self.network) & mask
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, when it is only a way of
+/// writing one: IPv4-mapped (`::ffff:a.b.c.d`), the well-known NAT64 prefix
+/// (`64:ff9b::a.b.c.d`, RFC 6052) and 6to4 (`2002:AABB:CCDD::/48`, RFC 3056).
+/// Such an address reaches what its IPv4 address reaches, so it is judged
+/// as that address.
+fn embedded_v4(address: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = address.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let segments = address.segments();
+    let bits = u128::from(address);
+    if segments[..6] == [0x0064, 0xff9b, 0, 0, 0, 0] {
+        // `as u32` keeps the low 32 bits: the embedded address.
+        return Some(Ipv4Addr::from(bits as u32));
+    }
+    if segments[0] == 0x2002 {
+        return Some(Ipv4Addr::from((bits >> 80) as u32));
+    }
+    None
+}
+
+/// Why `address` is not an ordinary public destination, or `None` when it
+/// is one (IPv4 outside every special-purpose range; IPv6 global unicast
+/// outside every special-purpose range, or carrying such an IPv4 address).
+/// This is an allow-list: whatever is not recognised as public is refused.
+pub fn special_purpose(address: IpAddr) -> Option<&'static str> {
     match address {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
+        IpAddr::V4(v4) => SPECIAL_V4
+            .iter()
+            .find(|range| range.contains(v4))
+            .map(|range| range.name),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_guarded_address(IpAddr::V4(v4));
+            if let Some(v4) = embedded_v4(v6) {
+                return special_purpose(IpAddr::V4(v4));
             }
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6 == AWS_METADATA_V6
+            if LOCAL_NAT64_V6.contains(v6) {
+                return Some(LOCAL_NAT64_V6.name);
+            }
+            if !GLOBAL_UNICAST_V6.contains(v6) {
+                return Some("not IPv6 global unicast (loopback, unique-local, link-local, multicast or unassigned)");
+            }
+            SPECIAL_V6
+                .iter()
+                .find(|range| range.contains(v6))
+                .map(|range| range.name)
         }
     }
+}
+
+/// Addresses refused unless a grant names them: every address that is not
+/// an ordinary public destination ([`special_purpose`]).
+pub fn is_guarded_address(address: IpAddr) -> bool {
+    special_purpose(address).is_some()
 }
 
 /// A secret read from the host's environment: wiped on drop, never printed.
@@ -494,6 +669,19 @@ impl Credentials {
     }
 }
 
+/// A grant whose credentials would cross the network in clear text (a plain
+/// `http://` origin) is refused unless it opts in with
+/// `allow_plaintext_credentials` (a loopback test server, a trusted
+/// segment). The message names the field.
+pub fn check_plaintext_credentials(origin: &Origin, grant: &HttpGrant) -> Result<(), String> {
+    if grant.auth.is_some() && origin.is_plaintext() && !grant.allow_plaintext_credentials {
+        return Err(format!(
+            "credentials would be sent in clear text to {origin}: use an https:// origin, or set `\"allow_plaintext_credentials\": true` in this grant if the network path is trusted (e.g. a loopback server)"
+        ));
+    }
+    Ok(())
+}
+
 /// One grant, checked and with its credentials read.
 #[derive(Debug)]
 struct PreparedOrigin {
@@ -513,6 +701,10 @@ impl PreparedOrigin {
         let location = format!("http[{index}]");
         let origin = Origin::parse(&grant.origin).map_err(|message| GrantError {
             location: format!("{location}.origin"),
+            message,
+        })?;
+        check_plaintext_credentials(&origin, grant).map_err(|message| GrantError {
+            location: format!("{location}.auth"),
             message,
         })?;
         let slots = usize::try_from(grant.max_concurrent_requests)
@@ -569,7 +761,8 @@ impl PreparedOrigin {
             tracing::warn!(
                 origin = %self.origin,
                 address = %refused.ip(),
-                "plugin request refused: the origin resolves to a guarded address the grant does not name"
+                range = special_purpose(refused.ip()).unwrap_or("-"),
+                "plugin request refused: the origin resolves to a special-purpose address the grant does not name (plugin.grants.http[].allowed_addresses)"
             );
             return Err(HttpError::DestinationIpProhibited);
         }
@@ -605,6 +798,20 @@ impl Capability for Http {
             .enumerate()
             .map(|(index, grant)| PreparedOrigin::prepare(index, grant))
             .collect::<Result<Vec<_>, _>>()?;
+        for (index, granted) in origins.iter().enumerate() {
+            if let Some(first) = origins[..index]
+                .iter()
+                .find(|earlier| earlier.origin == granted.origin)
+            {
+                return Err(GrantError {
+                    location: format!("http[{index}].origin"),
+                    message: format!(
+                        "{} is already granted by http[{}]: grant each origin once (which grant's credentials and limits apply would be ambiguous)",
+                        granted.origin, first.index
+                    ),
+                });
+            }
+        }
         Ok(Self {
             origins: Arc::new(origins),
             refusals: super::Refusals::default(),
@@ -656,10 +863,12 @@ impl Http {
         }
     }
 
+    /// The most specific grant matching `target` (see [`Origin::specificity`]).
     fn find(&self, target: &Target) -> Option<&PreparedOrigin> {
         self.origins
             .iter()
-            .find(|granted| granted.origin.matches(target))
+            .filter(|granted| granted.origin.matches(target))
+            .max_by_key(|granted| granted.origin.specificity())
     }
 }
 
@@ -1009,34 +1218,116 @@ mod tests {
     }
 
     #[test]
-    fn guarded_addresses() {
-        for guarded in [
-            "127.0.0.1",
-            "127.1.2.3",
-            "::1",
-            "169.254.169.254",
-            "169.254.0.1",
-            "fe80::1",
-            "0.0.0.0",
-            "::",
-            "fd00:ec2::254",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "224.0.0.1",
-            "255.255.255.255",
-        ] {
-            assert!(
-                is_guarded_address(guarded.parse().expect("ip")),
-                "{guarded}"
-            );
+    fn every_special_purpose_range_is_guarded() {
+        // (address, why it must be refused): the first and last address of
+        // each range where it matters, the well-known metadata addresses,
+        // and IPv6 forms that carry one of them.
+        let guarded = [
+            ("0.0.0.0", "this network"),
+            ("0.255.255.255", "this network"),
+            ("10.0.0.1", "private-use"),
+            ("10.255.255.255", "private-use"),
+            ("100.64.0.0", "CGNAT"),
+            ("100.100.100.200", "Alibaba Cloud metadata"),
+            ("100.127.255.255", "CGNAT"),
+            ("127.0.0.1", "loopback"),
+            ("127.255.255.254", "loopback"),
+            ("169.254.0.1", "link-local"),
+            ("169.254.169.254", "cloud metadata"),
+            ("172.16.0.1", "private-use"),
+            ("172.31.255.255", "private-use"),
+            ("192.0.0.8", "IETF protocol assignments"),
+            ("192.0.0.170", "NAT64 discovery"),
+            ("192.0.2.1", "TEST-NET-1"),
+            ("192.31.196.1", "AS112"),
+            ("192.52.193.1", "AMT"),
+            ("192.88.99.1", "6to4 relay"),
+            ("192.168.0.1", "private-use"),
+            ("192.168.255.255", "private-use"),
+            ("192.175.48.1", "AS112 delegation"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("198.51.100.7", "TEST-NET-2"),
+            ("203.0.113.9", "TEST-NET-3"),
+            ("224.0.0.1", "multicast"),
+            ("239.255.255.255", "multicast"),
+            ("240.0.0.1", "reserved"),
+            ("255.255.255.254", "reserved"),
+            ("255.255.255.255", "broadcast"),
+            ("::", "unspecified"),
+            ("::1", "loopback"),
+            ("::127.0.0.1", "IPv4-compatible (deprecated)"),
+            ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
+            ("::ffff:169.254.169.254", "IPv4-mapped metadata"),
+            ("::ffff:10.0.0.1", "IPv4-mapped private"),
+            ("::ffff:100.100.100.200", "IPv4-mapped CGNAT"),
+            ("64:ff9b::a9fe:a9fe", "NAT64 of 169.254.169.254"),
+            ("64:ff9b::7f00:1", "NAT64 of 127.0.0.1"),
+            ("64:ff9b::a00:1", "NAT64 of 10.0.0.1"),
+            ("64:ff9b:1::808:808", "local-use NAT64"),
+            ("100::1", "discard-only"),
+            ("2001::1", "Teredo"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("2001:2::1", "benchmarking"),
+            ("2001:1ff:ffff::1", "IETF protocol assignments"),
+            ("2001:db8::1", "documentation"),
+            ("2002:7f00:1::1", "6to4 of 127.0.0.1"),
+            ("2002:a9fe:a9fe::1", "6to4 of 169.254.169.254"),
+            ("2002:c0a8:101::1", "6to4 of 192.168.1.1"),
+            ("2620:4f:8000::1", "AS112"),
+            ("3fff::1", "documentation"),
+            ("fc00::1", "unique-local"),
+            ("fd00:ec2::254", "AWS metadata (IPv6)"),
+            ("fdff:ffff::1", "unique-local"),
+            ("fe80::1", "link-local"),
+            ("febf::1", "link-local"),
+            ("ff02::1", "multicast"),
+            ("ff0e::1", "multicast"),
+            ("4000::1", "unassigned"),
+            ("e000::1", "unassigned"),
+        ];
+        for (address, why) in guarded {
+            let ip: IpAddr = address.parse().expect("ip");
+            assert!(is_guarded_address(ip), "{address} ({why}) must be guarded");
         }
-        for open in [
+        let public = [
             "93.184.216.34",
-            "10.1.2.3",
-            "192.168.1.1",
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.1.1",
+            "192.167.255.255",
+            "198.20.0.0",
+            "223.255.255.255",
             "2606:4700::1111",
-        ] {
-            assert!(!is_guarded_address(open.parse().expect("ip")), "{open}");
+            "2a00:1450:4001::1",
+            "2001:200::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ];
+        for address in public {
+            let ip: IpAddr = address.parse().expect("ip");
+            assert_eq!(special_purpose(ip), None, "{address} is public");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_is_read_from_mapped_nat64_and_6to4_forms() {
+        let cases = [
+            ("::ffff:127.0.0.1", Some("127.0.0.1")),
+            ("64:ff9b::a9fe:a9fe", Some("169.254.169.254")),
+            ("2002:a9fe:a9fe:1::5", Some("169.254.169.254")),
+            ("2606:4700::1111", None),
+            ("64:ff9b:1::a9fe:a9fe", None),
+        ];
+        for (v6, v4) in cases {
+            let v6: Ipv6Addr = v6.parse().expect("v6");
+            let v4: Option<Ipv4Addr> = v4.map(|text| text.parse().expect("v4"));
+            assert_eq!(embedded_v4(v6), v4, "{v6}");
         }
     }
 
@@ -1057,7 +1348,107 @@ mod tests {
         assert!(named.permits_address("127.0.0.1".parse().expect("ip")));
         assert!(named.permits_address("::ffff:127.0.0.1".parse().expect("ip")));
         assert!(!named.permits_address("::1".parse().expect("ip")));
-        assert!(named.permits_address("10.0.0.5".parse().expect("ip")));
+        assert!(
+            !named.permits_address("10.0.0.5".parse().expect("ip")),
+            "a private address the grant does not name"
+        );
+        assert!(
+            !named.permits_address("64:ff9b::7f00:1".parse().expect("ip")),
+            "NAT64 goes to a gateway, not to the named loopback address"
+        );
+        assert!(named.permits_address("93.184.216.34".parse().expect("ip")));
+        let metadata = grant(serde_json::json!({"origin": "http://100.100.100.200"}));
+        assert!(
+            metadata.permits_address("100.100.100.200".parse().expect("ip")),
+            "an operator may name even a metadata address, explicitly"
+        );
+    }
+
+    fn prepared(grants: serde_json::Value) -> Result<Http, GrantError> {
+        let grants: Vec<HttpGrant> = serde_json::from_value(grants).expect("grants");
+        Http::prepare(&grants)
+    }
+
+    fn authorization_for(http: &Http, uri: &str) -> Option<String> {
+        let granted = http.find(&target(uri))?;
+        let mut r = request(uri, &[]);
+        granted.credentials.apply(&mut r, b"body").expect("applied");
+        Some(
+            r.headers()
+                .get("authorization")
+                .map(|value| value.to_str().unwrap_or("?").to_string())
+                .unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn a_credential_goes_only_to_the_most_specific_grant() {
+        std::env::set_var("SINKHOST_TEST_HTTP_WILD", "wild-token");
+        std::env::set_var("SINKHOST_TEST_HTTP_EXACT", "exact-token");
+        std::env::set_var("SINKHOST_TEST_HTTP_DEEP", "deep-token");
+        // The wildcard comes first: order in the config must not matter.
+        let http = prepared(serde_json::json!([
+            {"origin": "https://*.example.com", "auth": {"bearer_env": "SINKHOST_TEST_HTTP_WILD"}},
+            {"origin": "https://api.example.com", "auth": {"bearer_env": "SINKHOST_TEST_HTTP_EXACT"}},
+            {"origin": "https://public.example.com"},
+            {"origin": "https://*.deep.example.com", "auth": {"bearer_env": "SINKHOST_TEST_HTTP_DEEP"}},
+        ]))
+        .expect("grants");
+        let cases = [
+            ("https://api.example.com/v1", "Bearer exact-token"),
+            ("https://other.example.com/", "Bearer wild-token"),
+            ("https://x.deep.example.com/", "Bearer deep-token"),
+            // A grant without credentials: the request gets none, not the
+            // wildcard's.
+            ("https://public.example.com/", ""),
+        ];
+        for (uri, expected) in cases {
+            assert_eq!(
+                authorization_for(&http, uri).as_deref(),
+                Some(expected),
+                "{uri}"
+            );
+        }
+        // The same, with the exact grants listed first.
+        let http = prepared(serde_json::json!([
+            {"origin": "https://public.example.com"},
+            {"origin": "https://*.example.com", "auth": {"bearer_env": "SINKHOST_TEST_HTTP_WILD"}},
+        ]))
+        .expect("grants");
+        assert_eq!(
+            authorization_for(&http, "https://public.example.com/").as_deref(),
+            Some("")
+        );
+        assert_eq!(authorization_for(&http, "https://example.com/"), None);
+    }
+
+    #[test]
+    fn the_same_origin_granted_twice_is_refused() {
+        let err = prepared(serde_json::json!([
+            {"origin": "https://api.example.com"},
+            {"origin": "https://API.example.com:443/"},
+        ]))
+        .expect_err("duplicate");
+        assert_eq!(err.location, "http[1].origin");
+        assert!(err.message.contains("already granted by http[0]"), "{err}");
+    }
+
+    #[test]
+    fn credentials_over_plain_http_need_the_opt_in() {
+        std::env::set_var("SINKHOST_TEST_HTTP_PLAIN", "plain-token");
+        let err = prepared(serde_json::json!([
+            {"origin": "http://127.0.0.1:9000", "auth": {"bearer_env": "SINKHOST_TEST_HTTP_PLAIN"}},
+        ]))
+        .expect_err("plaintext credentials");
+        assert_eq!(err.location, "http[0].auth");
+        assert!(err.message.contains("allow_plaintext_credentials"), "{err}");
+        prepared(serde_json::json!([
+            {"origin": "http://127.0.0.1:9000", "auth": {"bearer_env": "SINKHOST_TEST_HTTP_PLAIN"},
+             "allow_plaintext_credentials": true},
+            {"origin": "http://127.0.0.1:9001"},
+            {"origin": "https://api.example.com", "auth": {"bearer_env": "SINKHOST_TEST_HTTP_PLAIN"}},
+        ]))
+        .expect("opted in, no credentials, or https");
     }
 
     #[tokio::test]

@@ -97,18 +97,45 @@ impl Drop for PrivateServer {
     }
 }
 
-/// The run's own stream and subjects: `certify.<id>.<part>`, so nothing an
-/// operator already has is touched.
-#[derive(Debug, Clone)]
+/// Length of every generated name token, in hex digits (64 random bits:
+/// never guessed, never reused).
+const TOKEN_HEX: usize = 16;
+
+/// The run's own stream, subjects, consumer and message ids, so nothing an
+/// operator already has is touched, and so a plugin cannot tell a
+/// certification run from production by its names: every name is derived
+/// from a random per-run key (no `certify` prefix, no fixed consumer name,
+/// no recognisable subject words), different on every run.
+#[derive(Clone)]
 pub struct Names {
-    /// Random id of the run.
+    /// Random key every name of the run is derived from.
+    key: [u8; 32],
+    /// Random id of the run (used in payloads and markers).
     pub id: String,
-    /// Stream capturing `certify.<id>.>`.
+    /// Stream capturing `<prefix>.>`.
     pub stream: String,
     /// Stream capturing the dead-letter subject.
     pub dlq_stream: String,
     /// Dead-letter subject.
     pub dlq_subject: String,
+    /// First subject token of every message of the run.
+    pub prefix: String,
+    /// Durable consumer the host under test uses.
+    pub consumer: String,
+    /// Encryption key id of the encrypted variant.
+    pub key_id: String,
+    /// Name of the header that carries the run's marker.
+    pub marker_header: String,
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Names")
+            .field("stream", &self.stream)
+            .field("prefix", &self.prefix)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Names {
@@ -118,21 +145,52 @@ impl Default for Names {
 }
 
 impl Names {
-    /// Fresh names.
+    /// Fresh names, from a fresh random key.
     pub fn new() -> Self {
-        let id = format!("{:08x}", rand::random::<u32>());
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        let token = |label: &str| derive(&key, label);
+        let header = token("marker-header");
         Self {
-            stream: format!("CERTIFY_{id}"),
-            dlq_stream: format!("CERTIFY_{id}_DLQ"),
-            dlq_subject: format!("certify-dlq.{id}"),
-            id,
+            id: token("id"),
+            stream: token("stream").to_ascii_uppercase(),
+            dlq_stream: token("dlq-stream").to_ascii_uppercase(),
+            dlq_subject: token("dlq-subject"),
+            prefix: token("prefix"),
+            consumer: token("consumer"),
+            key_id: token("key-id"),
+            marker_header: format!("X-{}", &header[..8]),
+            key,
         }
     }
 
-    /// `certify.<id>.<part>`.
+    /// `<prefix>.<token>...`: `part`'s dot-separated words each replaced by
+    /// a token of the run (wildcards `*` and `>` and empty words kept), so
+    /// `subject("run.>")` captures `subject("run.load")`.
     pub fn subject(&self, part: &str) -> String {
-        format!("certify.{}.{part}", self.id)
+        let words: Vec<String> = part
+            .split('.')
+            .map(|word| match word {
+                "" | "*" | ">" => word.to_string(),
+                word => derive(&self.key, &format!("subject:{word}"))[..8].to_string(),
+            })
+            .collect();
+        format!("{}.{}", self.prefix, words.join("."))
     }
+
+    /// A message id of the run for the message called `name`.
+    pub fn message_id(&self, name: &str) -> String {
+        derive(&self.key, &format!("message-id:{name}"))
+    }
+}
+
+/// Hex of `sha256(key || label)`, [`TOKEN_HEX`] digits.
+fn derive(key: &[u8; 32], label: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(key);
+    hasher.update(label.as_bytes());
+    hex::encode(hasher.finalize())[..TOKEN_HEX].to_string()
 }
 
 /// A JetStream connection with the run's streams created.
@@ -152,7 +210,7 @@ impl Bus {
             .with_context(|| format!("connecting to {url}"))?;
         let context = jetstream::new(client.clone());
         for (stream, subject) in [
-            (&names.stream, format!("certify.{}.>", names.id)),
+            (&names.stream, names.subject(">")),
             (&names.dlq_stream, names.dlq_subject.clone()),
         ] {
             context

@@ -42,14 +42,10 @@ pub const SUITE: &str = "sinkhost-certify/1";
 pub const CANARY_ENV: &str = "SINKHOST_CERTIFY_CANARY";
 /// Environment variable holding the run's own encryption key.
 const ENCRYPTION_KEY_ENV: &str = "SINKHOST_CERTIFY_ENCRYPTION_KEY_B64";
-/// Durable consumer of the delivery phase.
-const DURABLE: &str = "sinkhost-certify";
 /// Messages in the redelivery check's batch (at most `batch_size`).
 const REDELIVERY_BATCH: usize = 10;
 /// Size of the large payload variant.
 const ONE_MIB: usize = 1024 * 1024;
-/// Header every variant carries, to be found again in the stored record.
-const MARKER_HEADER: &str = "X-Certify-Marker";
 /// How often the delivery phase looks at the consumer.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// Bad `sink` sections every plugin must refuse.
@@ -186,7 +182,7 @@ fn run_config(
         nats.insert("url".into(), json!(url));
         nats.insert("stream".into(), json!(names.stream));
         nats.insert("subject".into(), json!(names.subject("run.>")));
-        nats.insert("consumer".into(), json!(DURABLE));
+        nats.insert("consumer".into(), json!(names.consumer));
     }
     root.insert(
         "dead_letter".into(),
@@ -194,7 +190,7 @@ fn run_config(
     );
     let encryption = root.entry("encryption").or_insert_with(|| json!({}));
     if let Some(encryption) = encryption.as_object_mut() {
-        let rule = json!({"subject": names.subject("run.encrypted"), "enabled": true, "key_id": "sinkhost-certify", "key_b64_env": ENCRYPTION_KEY_ENV});
+        let rule = json!({"subject": names.subject("run.encrypted"), "enabled": true, "key_id": names.key_id, "key_b64_env": ENCRYPTION_KEY_ENV});
         match encryption.get_mut("rules").and_then(Value::as_array_mut) {
             Some(rules) => rules.insert(0, rule),
             None => {
@@ -348,7 +344,7 @@ impl Run {
             ("SINKHOST_CERTIFY_STREAM", self.bus.names.stream.clone()),
             (
                 "SINKHOST_CERTIFY_SUBJECT_PREFIX",
-                format!("certify.{}", self.bus.names.id),
+                self.bus.names.prefix.clone(),
             ),
         ]
     }
@@ -438,9 +434,9 @@ impl Run {
         for index in 0..count {
             let headers = vec![(
                 "Nats-Msg-Id".to_string(),
-                format!("certify-{}-redelivery-{index}", self.bus.names.id),
+                self.bus.names.message_id(&format!("redelivery-{index}")),
             )];
-            let payload = json!({"certify": "redelivery", "n": index})
+            let payload = json!({"event": "redelivery", "n": index})
                 .to_string()
                 .into_bytes();
             self.bus
@@ -575,12 +571,10 @@ impl Run {
             (None, None) => Vec::new(),
         };
         let subject = self.bus.names.subject("reject");
-        let good = json!({"certify": "good-neighbour"})
-            .to_string()
-            .into_bytes();
+        let good = json!({"event": "good-neighbour"}).to_string().into_bytes();
         let good_headers = vec![(
             "Nats-Msg-Id".to_string(),
-            format!("certify-{}-good-neighbour", self.bus.names.id),
+            self.bus.names.message_id("good-neighbour"),
         )];
         self.bus
             .publish(&subject, &good_headers, good)
@@ -645,7 +639,7 @@ impl Run {
         }
         let subject = self.bus.names.subject("unavailable");
         for index in 0..3 {
-            let payload = json!({"certify": "unavailable", "n": index})
+            let payload = json!({"event": "unavailable", "n": index})
                 .to_string()
                 .into_bytes();
             self.bus
@@ -721,19 +715,19 @@ impl Run {
         let load_subject = self.bus.names.subject("run.load");
         self.bus
             .publish_many(&load_subject, load, |index| {
-                json!({"certify": "load", "n": index, "text": "the quick brown fox jumps over the lazy dog"}).to_string().into_bytes()
+                json!({"event": "load", "n": index, "text": "the quick brown fox jumps over the lazy dog"}).to_string().into_bytes()
             })
             .await
             .map_err(|err| format!("publishing the load: {err:#}"))?;
         let mut variants = Vec::new();
         for (name, payload) in variant_payloads(&self.bus.names.id) {
             let subject = self.bus.names.subject(&format!("run.{name}"));
-            let message_id = format!("certify-{}-{name}", self.bus.names.id);
+            let message_id = self.bus.names.message_id(name);
             let headers = vec![
                 ("Nats-Msg-Id".to_string(), message_id.clone()),
                 (
-                    MARKER_HEADER.to_string(),
-                    format!("marker-{}", self.bus.names.id),
+                    self.bus.names.marker_header.clone(),
+                    self.bus.names.id.clone(),
                 ),
             ];
             let sequence = self
@@ -765,7 +759,7 @@ impl Run {
         let mut backlog = (u64::MAX, u64::MAX, 0);
         while Instant::now() < deadline {
             tokio::time::sleep(DRAIN_POLL).await;
-            if let Ok(now) = self.bus.backlog(DURABLE).await {
+            if let Ok(now) = self.bus.backlog(&self.bus.names.consumer).await {
                 backlog = now;
                 if now.0 == 0 && now.1 == 0 && now.2 >= last_sequence {
                     break;
@@ -936,11 +930,11 @@ impl Run {
                 )
             }
         };
-        let marker = format!("marker-{}", self.bus.names.id);
+        let marker = self.bus.names.id.clone();
         let missing: Vec<&str> = [
             ("the message id", variant.message_id.as_str()),
             ("the subject", variant.subject.as_str()),
-            ("the X-Certify-Marker header", marker.as_str()),
+            ("the marker header", marker.as_str()),
         ]
         .into_iter()
         .filter(|(_, needle)| !output.contains(needle))
@@ -1091,14 +1085,14 @@ struct Variant {
 
 /// The payload variants every sink must store or refuse cleanly.
 fn variant_payloads(id: &str) -> Vec<(&'static str, Vec<u8>)> {
-    let mut large = format!("{{\"certify\":\"large\",\"id\":\"{id}\",\"fill\":\"").into_bytes();
+    let mut large = format!("{{\"event\":\"large\",\"id\":\"{id}\",\"fill\":\"").into_bytes();
     let closing = b"\"}";
     large.resize(ONE_MIB - closing.len(), b'x');
     large.extend_from_slice(closing);
     vec![
         (
             "json",
-            json!({"certify": "json", "id": id, "nested": {"list": [1, 2.5, "three", null, true]}})
+            json!({"event": "json", "id": id, "nested": {"list": [1, 2.5, "three", null, true]}})
                 .to_string()
                 .into_bytes(),
         ),
@@ -1111,7 +1105,7 @@ fn variant_payloads(id: &str) -> Vec<(&'static str, Vec<u8>)> {
         ("large-1mib", large),
         (
             "encrypted",
-            json!({"certify": "encrypted", "secret": "host-side AES-256-GCM"})
+            json!({"event": "encrypted", "secret": "host-side AES-256-GCM"})
                 .to_string()
                 .into_bytes(),
         ),

@@ -45,11 +45,17 @@ pub enum PluginCommand {
         key_id: Option<String>,
     },
     /// Sign a plugin: writes `PLUGIN.sig` beside it (or, with `--embed`,
-    /// stores the signature inside the component).
+    /// stores the signature inside the component). The signature binds the
+    /// name and version of the plugin's embedded manifest.
     Sign {
         /// The key file from `sinkhost plugin keygen`.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// The registry repository the plugin is to be published under (e.g.
+        /// `sinks/file`): the signature binds it, and a registry serving the
+        /// plugin from another repository is refused. Required to push.
+        #[arg(long, value_name = "REPOSITORY")]
+        repository: Option<String>,
         /// Store the signature document in the component's
         /// `sinkhost-signature` custom section instead of `PLUGIN.sig`.
         #[arg(long)]
@@ -147,7 +153,12 @@ pub async fn execute(command: PluginCommand) -> anyhow::Result<()> {
             sdk_path,
         }),
         PluginCommand::Keygen { out, key_id } => keygen(&out, key_id.as_deref()),
-        PluginCommand::Sign { key, embed, plugin } => sign(&key, &plugin, embed),
+        PluginCommand::Sign {
+            key,
+            repository,
+            embed,
+            plugin,
+        } => sign(&key, &plugin, repository.as_deref(), embed),
         PluginCommand::Verify {
             config,
             public_key_b64,
@@ -265,21 +276,41 @@ pub(super) fn read_key(path: &Path) -> anyhow::Result<KeyFile> {
     Ok(key)
 }
 
-fn sign(key_path: &Path, plugin: &Path, embed: bool) -> anyhow::Result<()> {
+fn sign(
+    key_path: &Path,
+    plugin: &Path,
+    repository: Option<&str>,
+    embed: bool,
+) -> anyhow::Result<()> {
     let key = read_key(key_path)?;
     let bytes = std::fs::read(plugin)
         .with_context(|| format!("cannot read plugin {}", plugin.display()))?;
-    let document = key
-        .sign(&bytes)
-        .map_err(|message| anyhow::anyhow!("key file {}: {message}", key_path.display()))?;
+    if let Some(repository) = repository {
+        registry::check_repository(repository)
+            .map_err(|reason| anyhow::anyhow!("--repository: {reason}"))?;
+    }
+    let document = key.sign(&bytes, repository).map_err(|message| {
+        anyhow::anyhow!(
+            "cannot sign {} with key file {}: {message}",
+            plugin.display(),
+            key_path.display()
+        )
+    })?;
     if embed {
         return embed_signature(plugin, &bytes, &document);
     }
     let path = write_signature(plugin, &document)?;
     println!(
-        "signed {} ({}) with key {}: {}",
+        "signed {} ({} {}, {}{}) with key {}: {}",
         plugin.display(),
+        document.plugin,
+        document.version,
         document.digest,
+        document
+            .repository
+            .as_deref()
+            .map(|repository| format!(", for repository {repository}"))
+            .unwrap_or_default(),
         document.key_id,
         path.display()
     );

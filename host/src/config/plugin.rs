@@ -85,10 +85,15 @@ pub struct HttpGrant {
     /// Requests to this origin in flight at once; more wait for a slot.
     #[serde(default = "default_http_concurrency")]
     pub max_concurrent_requests: u32,
-    /// Addresses the origin's name may resolve to even though they are
-    /// loopback, link-local or cloud-metadata addresses (refused otherwise).
+    /// Addresses the origin's name may resolve to even though they are not
+    /// public (loopback, private, CGNAT, link-local, cloud-metadata and
+    /// every other IANA special-purpose address: refused otherwise).
     #[serde(default)]
     pub allowed_addresses: Vec<std::net::IpAddr>,
+    /// Lets `auth` credentials go to a plain `http://` origin, in clear
+    /// text. Off by default: such a grant is refused at load.
+    #[serde(default)]
+    pub allow_plaintext_credentials: bool,
 }
 
 fn default_http_timeout_ms() -> u64 {
@@ -263,8 +268,10 @@ impl PluginConfig {
 
 impl HttpGrant {
     fn validate(&self, location: &str) -> Result<(), Invalid> {
-        crate::capabilities::http::Origin::parse(&self.origin)
+        let origin = crate::capabilities::http::Origin::parse(&self.origin)
             .map_err(|message| Invalid::new(format!("{location}.origin"), message))?;
+        crate::capabilities::http::check_plaintext_credentials(&origin, self)
+            .map_err(|message| Invalid::new(format!("{location}.auth"), message))?;
         if self.timeout_ms == 0 {
             return Err(Invalid::new(
                 format!("{location}.timeout_ms"),

@@ -44,6 +44,12 @@ impl OciCache {
         Self { root }
     }
 
+    /// The cache's root directory (it also holds the version record of
+    /// [`super::rollback`]).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where the component with `digest` (`sha256:<hex>`, already checked to
     /// be 64 hex digits) is kept.
     pub fn component_path(&self, digest: &str) -> PathBuf {

@@ -6,6 +6,8 @@
 //! - [`oci`]: `sinkhost plugin push` and `pull` (artifact layout below).
 //! - [`cache`]: the local copy of pulled plugins, keyed by digest, that
 //!   `sinkhost run --plugin oci://...` loads from.
+//! - [`rollback`]: the highest version run per repository; an older one
+//!   runs only when pinned by digest.
 //!
 //! An artifact is an OCI image manifest whose config has the media type
 //! [`WASM_CONFIG_MEDIA_TYPE`] (the CNCF WebAssembly OCI artifact layout), a
@@ -17,6 +19,7 @@ use std::fmt;
 
 pub mod cache;
 pub mod oci;
+pub mod rollback;
 
 /// Media type of the artifact's config (WebAssembly OCI artifact layout).
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
@@ -88,6 +91,21 @@ pub enum RegistryError {
         /// Why.
         #[source]
         source: crate::signing::SignatureError,
+    },
+    /// The registry offers an older version than the host ran before from
+    /// the same repository, and the reference does not pin it by digest.
+    #[error("refusing {reference}: it is version {offered}, older than version {recorded} this host already ran from {repository} (a registry or tag serving an older release is how a rollback attack looks); to run the older version on purpose, pin it by digest: {pin}")]
+    Rollback {
+        /// The reference.
+        reference: String,
+        /// The version offered now.
+        offered: String,
+        /// The highest version run before.
+        recorded: String,
+        /// `host[:port]/repository`.
+        repository: String,
+        /// The same plugin pinned by its manifest digest.
+        pin: String,
     },
     /// Reading or writing a local file failed.
     #[error("{path}: {source}")]
@@ -256,7 +274,7 @@ fn check_registry(registry: &str) -> Result<(), String> {
 
 /// OCI distribution spec: path components of `[a-z0-9]+` joined by
 /// `.`, `_`, `__` or `-` runs, separated by `/`.
-fn check_repository(repository: &str) -> Result<(), String> {
+pub(crate) fn check_repository(repository: &str) -> Result<(), String> {
     if repository.is_empty() {
         return Err("the repository is empty".into());
     }

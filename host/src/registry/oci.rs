@@ -179,6 +179,12 @@ pub async fn push(plugin: &Path, reference: &PluginReference) -> Result<Pushed, 
             document.digest
         )));
     }
+    signing::verify_repository(
+        &plugin.display().to_string(),
+        &document,
+        &reference.repository,
+    )
+    .map_err(|err| refuse(err.to_string()))?;
     let signature_path = signing::signature_path(plugin);
     let signature = std::fs::read(&signature_path).map_err(|source| RegistryError::Io {
         path: signature_path.display().to_string(),
@@ -419,24 +425,16 @@ fn verify_signature(
     }
     let decision = signing::check_trust_document(trust, &label, component, || Ok(document.clone()))
         .map_err(untrusted)?;
+    signing::verify_repository(&reference.to_string(), &document, &reference.repository)
+        .map_err(untrusted)?;
     Ok((document, decision))
 }
 
 fn parse_document(label: &Path, bytes: &[u8]) -> Result<SignatureDocument, SignatureError> {
-    let malformed = |reason: String| SignatureError::Malformed {
-        signature: format!("the signature layer of {}", label.display()),
-        reason,
-    };
-    let document: SignatureDocument =
-        serde_json::from_slice(bytes).map_err(|err| malformed(err.to_string()))?;
-    if document.schema != signing::SIGNATURE_SCHEMA || document.algorithm != signing::ALGORITHM {
-        return Err(malformed(format!(
-            "expected schema {} and algorithm {}",
-            signing::SIGNATURE_SCHEMA,
-            signing::ALGORITHM
-        )));
-    }
-    Ok(document)
+    signing::parse_signature(
+        bytes,
+        &format!("the signature layer of {}", label.display()),
+    )
 }
 
 /// Downloads and verifies the plugin at `reference` (nothing is written).
@@ -501,7 +499,9 @@ pub fn install(dir: &Path, name: &str, pulled: &Pulled) -> Result<PathBuf, Regis
 /// Resolves `reference` to a verified local file for `run`: the manifest
 /// always comes from the registry (a tag may have moved); the blobs come from
 /// `cache` when it holds them with the right sha256, else from the registry
-/// (then they are cached).
+/// (then they are cached). Before the plugin is handed over, its version is
+/// checked against the highest one run from the same repository
+/// ([`super::rollback`]).
 pub async fn resolve(
     reference: &PluginReference,
     trust: Option<&TrustConfig>,
@@ -519,6 +519,7 @@ pub async fn resolve(
             trust,
         ) {
             Ok(_) => {
+                admit_version(reference, &layers, &entry.component, cache)?;
                 let path = cache.component_path(&digest);
                 tracing::info!(plugin = %reference, digest = %digest, path = %path.display(), "plugin taken from the OCI cache (sha256 verified)");
                 return Ok(Resolved {
@@ -537,6 +538,7 @@ pub async fn resolve(
         }
     }
     let pulled = download_verified(&client, reference, &layers, trust).await?;
+    admit_version(reference, &layers, &pulled.component, cache)?;
     let path = cache.store(&digest, &pulled.component, &pulled.signature)?;
     tracing::info!(plugin = %reference, digest = %digest, path = %path.display(), "plugin downloaded into the OCI cache");
     Ok(Resolved {
@@ -544,6 +546,32 @@ pub async fn resolve(
         component_digest: digest,
         cache_hit: false,
     })
+}
+
+/// Rollback protection for a verified component: its manifest version must
+/// not be older than the one last run from the repository, unless pinned.
+fn admit_version(
+    reference: &PluginReference,
+    layers: &PluginLayers,
+    component: &[u8],
+    cache: &OciCache,
+) -> Result<(), RegistryError> {
+    let (_, version) =
+        signing::plugin_identity(component).map_err(|reason| RegistryError::NotAPlugin {
+            reference: reference.to_string(),
+            reason,
+        })?;
+    let record = super::rollback::VersionRecord::new(cache.root());
+    match record.admit(reference, &version, &layers.manifest_digest)? {
+        super::rollback::Admission::Current => {}
+        super::rollback::Admission::PinnedDowngrade { recorded } => tracing::warn!(
+            plugin = %reference,
+            version = %version,
+            recorded = %recorded,
+            "running an older plugin version than this host ran before from this repository: allowed because the reference pins its digest"
+        ),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -593,8 +621,10 @@ mod tests {
     fn a_certified_artifact_passes_a_policy_that_requires_certification() {
         let publisher = signing::generate_key(Some("acme"));
         let lab = signing::generate_key(Some("lab"));
-        let component = b"\0asm component".to_vec();
-        let mut document = publisher.sign(&component).expect("sign");
+        let component = signing::test_component("file", "1.0.0");
+        let mut document = publisher
+            .sign(&component, Some("sinks/file"))
+            .expect("sign");
         let unsigned_cert = serde_json::to_vec(&document).expect("json");
         let error = verify_cached(
             &reference(),
@@ -636,9 +666,13 @@ mod tests {
     #[test]
     fn blobs_and_signature_must_match_the_manifest_and_each_other() {
         let publisher = signing::generate_key(Some("acme"));
-        let component = b"\0asm component".to_vec();
-        let signature =
-            serde_json::to_vec(&publisher.sign(&component).expect("sign")).expect("json");
+        let component = signing::test_component("file", "1.0.0");
+        let signature = serde_json::to_vec(
+            &publisher
+                .sign(&component, Some("sinks/file"))
+                .expect("sign"),
+        )
+        .expect("json");
         let manifest = layers(&component, &signature);
 
         let mut tampered = component.clone();
@@ -669,8 +703,15 @@ mod tests {
         );
 
         // A consistent artifact whose signature is for other bytes.
-        let other =
-            serde_json::to_vec(&publisher.sign(b"\0asm other").expect("sign")).expect("json");
+        let other = serde_json::to_vec(
+            &publisher
+                .sign(
+                    &signing::test_component("file", "1.0.1"),
+                    Some("sinks/file"),
+                )
+                .expect("sign"),
+        )
+        .expect("json");
         let error = verify_cached(
             &reference(),
             &layers(&component, &other),
@@ -701,5 +742,32 @@ mod tests {
             error.to_string().contains("not among trust.publishers"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_signature_for_another_repository_is_refused() {
+        let publisher = signing::generate_key(Some("acme"));
+        let component = signing::test_component("file", "1.0.0");
+        for signed_for in [Some("sinks/other"), None] {
+            let signature =
+                serde_json::to_vec(&publisher.sign(&component, signed_for).expect("sign"))
+                    .expect("json");
+            for trust in [None, Some(policy(&publisher, None))] {
+                let error = verify_cached(
+                    &reference(),
+                    &layers(&component, &signature),
+                    &component,
+                    &signature,
+                    trust.as_ref(),
+                )
+                .expect_err("other repository");
+                assert!(
+                    error
+                        .to_string()
+                        .contains("served from repository `sinks/file`"),
+                    "{signed_for:?}: {error}"
+                );
+            }
+        }
     }
 }

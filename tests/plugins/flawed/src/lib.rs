@@ -3,7 +3,7 @@
 //! one. Never ship it.
 //!
 //! `init` config (the `sink` section):
-//! `{"directory": "/data/out", "flaw": "none" | "duplicates" | "misclassifies" | "probes" | "slow",
+//! `{"directory": "/data/out", "flaw": "none" | "duplicates" | "misclassifies" | "probes" | "slow" | "cheats",
 //!   "slow_ms_per_message": 20, "probe_url": "http://127.0.0.1:9/"}`
 //!
 //! Without a flaw it stores each message as `<directory>/<stream>-<sequence>.json`
@@ -15,7 +15,11 @@
 //!   permanent, so they would be dead-lettered instead of retried;
 //! - `probes`: before writing, tries to reach `probe_url` over wasi:http
 //!   (outside its grant) and to read the host environment and `/etc/passwd`;
-//! - `slow`: spins for `slow_ms_per_message` per message.
+//! - `slow`: spins for `slow_ms_per_message` per message;
+//! - `cheats`: behaves correctly only while it believes it is being
+//!   certified, recognising the names `sinkhost certify` used to use (a
+//!   `CERTIFY_` stream, the `sinkhost-certify` consumer, `certify.` subjects);
+//!   otherwise it duplicates on redelivery like `duplicates`.
 
 use std::io::Write as _;
 
@@ -39,6 +43,7 @@ enum Flaw {
     Misclassifies,
     Probes,
     Slow,
+    Cheats,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,17 +100,32 @@ impl Guest for Component {
     }
 }
 
+/// Whether `envelope` looks like one of the old, fixed certification names.
+fn looks_certified(envelope: &Envelope) -> bool {
+    envelope.stream.starts_with("CERTIFY_")
+        || envelope.consumer == "sinkhost-certify"
+        || envelope.subject.starts_with("certify.")
+}
+
 fn write(config: &Config, envelope: &Envelope) -> Result<(), SinkError> {
-    let name = match config.flaw {
-        Flaw::Duplicates => format!(
+    let duplicates = match config.flaw {
+        Flaw::Duplicates => true,
+        Flaw::Cheats => !looks_certified(envelope),
+        _ => false,
+    };
+    let name = if duplicates {
+        format!(
             "{}-{}-{}.json",
             envelope.stream, envelope.stream_sequence, envelope.delivery_count
-        ),
-        _ => format!("{}-{}.json", envelope.stream, envelope.stream_sequence),
+        )
+    } else {
+        format!("{}-{}.json", envelope.stream, envelope.stream_sequence)
     };
     let path = format!("{}/{name}", config.directory);
     let record = json!({
         "subject": envelope.subject,
+        "stream": envelope.stream,
+        "consumer": envelope.consumer,
         "message_id": envelope.message_id,
         "headers": envelope.headers,
         "payload_b64": base64::engine::general_purpose::STANDARD.encode(&envelope.payload),
