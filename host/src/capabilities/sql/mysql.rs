@@ -55,6 +55,9 @@ impl Pool {
         limits: &ServerLimits,
     ) -> Result<Self, String> {
         let limits = *limits;
+        // sqlx's rustls verifier takes the process-wide provider: ring, as
+        // everywhere in the host (an error only says one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut options = MySqlConnectOptions::new()
             .host(&endpoint.host)
             .port(endpoint.port)
