@@ -61,6 +61,8 @@ const LOG_TAIL_LINES: usize = 30;
 pub struct MariaDb {
     child: Option<Child>,
     port: u16,
+    /// The server's certificate; `None`: the server offers no TLS.
+    tls: Option<TestTls>,
     /// Data directory, socket and logs; removed on drop.
     dir: tempfile::TempDir,
 }
@@ -70,8 +72,25 @@ impl MariaDb {
     /// waits until it accepts connections, then creates database [`DB_NAME`]
     /// and user [`DB_USER`]`@'127.0.0.1'` and `@'localhost'` with
     /// [`DB_PASSWORD`] and `ALL` privileges on `DB_NAME.*`. Takes a few
-    /// seconds, most of it `mariadb-install-db`.
+    /// seconds, most of it `mariadb-install-db`. The server offers TLS with
+    /// a certificate of a test CA ([`MariaDb::tls`]); clients may still
+    /// connect in plaintext.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(true)
+    }
+
+    /// Like [`MariaDb::start`], with TLS off (for the tests that a grant
+    /// requiring TLS never falls back to plaintext).
+    pub fn start_without_tls() -> anyhow::Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// The test CA and certificate files, when the server offers TLS.
+    pub fn tls(&self) -> Option<&TestTls> {
+        self.tls.as_ref()
+    }
+
+    fn start_with(tls: bool) -> anyhow::Result<Self> {
         let binaries = MariaDbBinaries::find()?;
         let dir = tempfile::Builder::new()
             .prefix("sinkhost-mariadb-")
@@ -98,9 +117,15 @@ impl MariaDb {
             "mariadb-install-db",
         )?;
 
+        let tls = if tls {
+            Some(TestTls::generate(dir.path())?)
+        } else {
+            None
+        };
         let mut server = Self {
             child: None,
             port: 0,
+            tls,
             dir,
         };
         let mut failures = Vec::new();
@@ -305,6 +330,12 @@ impl MariaDb {
                 "--collation-server=utf8mb4_general_ci",
             ])
             .args(server_options(self.dir.path()));
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--ssl-ca={}", tls.ca_file().display()))
+                .arg(format!("--ssl-cert={}", tls.cert_file().display()))
+                .arg(format!("--ssl-key={}", tls.key_file().display()));
+        }
         if is_root() {
             command.arg("--user=root");
         }
@@ -437,6 +468,8 @@ pub struct Postgres {
     port: u16,
     running: bool,
     bin: PathBuf,
+    /// The server's certificate; `None`: the server offers no TLS.
+    tls: Option<TestTls>,
     /// Data directory (`data/`), socket, logs; owned by the server's user,
     /// removed on drop.
     dir: tempfile::TempDir,
@@ -445,14 +478,39 @@ pub struct Postgres {
 impl Postgres {
     /// Creates a fresh cluster (`initdb`), starts it on a free port and waits
     /// until it accepts connections, then creates role [`DB_USER`] with
-    /// [`DB_PASSWORD`] and database [`DB_NAME`] owned by it.
+    /// [`DB_PASSWORD`] and database [`DB_NAME`] owned by it. The server
+    /// offers TLS (`ssl = on`) with a certificate of a test CA
+    /// ([`Postgres::tls`]); clients may still connect in plaintext.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(true)
+    }
+
+    /// Like [`Postgres::start`], with TLS off (for the tests that a grant
+    /// requiring TLS never falls back to plaintext).
+    pub fn start_without_tls() -> anyhow::Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// The test CA and certificate files, when the server offers TLS.
+    pub fn tls(&self) -> Option<&TestTls> {
+        self.tls.as_ref()
+    }
+
+    fn start_with(tls: bool) -> anyhow::Result<Self> {
         let bin = postgres_bin()?;
         let dir = postgres_tempdir()?;
+        let tls = if tls {
+            let tls = TestTls::generate(dir.path())?;
+            tls.give_to_server_user()?;
+            Some(tls)
+        } else {
+            None
+        };
         let mut server = Self {
             port: 0,
             running: false,
             bin,
+            tls,
             dir,
         };
         let mut initdb = server.as_server_user(&server.bin.join("initdb"));
@@ -653,7 +711,7 @@ impl Postgres {
 
     /// The settings that depend on the port, included by postgresql.conf.
     fn write_settings(&self) -> anyhow::Result<()> {
-        let settings = format!(
+        let mut settings = format!(
             "# Written by sinkhost's test harness (tests/src/databases.rs).\n\
              listen_addresses = '127.0.0.1'\n\
              port = {port}\n\
@@ -663,6 +721,13 @@ impl Postgres {
             port = self.port,
             socket_dir = self.dir.path().display(),
         );
+        if let Some(tls) = &self.tls {
+            settings.push_str(&format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                tls.cert_file().display(),
+                tls.key_file().display()
+            ));
+        }
         let path = self.data().join("sinkhost.conf");
         std::fs::write(&path, settings).context("writing sinkhost.conf")?;
         chown_to_server_user(&path)
@@ -887,6 +952,142 @@ fn user_ids(name: &str) -> anyhow::Result<(u32, u32)> {
     // SAFETY: non-null pointer returned by getpwnam.
     let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
     Ok((uid, gid))
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/// A test CA and a server certificate it signed, for `127.0.0.1` and
+/// `localhost` (EC P-256, valid two days), made with the `openssl` command at
+/// server start; plus an unrelated CA that signed nothing, for the tests
+/// that a wrong CA is refused. Files: `ca.pem`, `other-ca.pem`,
+/// `server.pem`, `server.key` in `dir`.
+pub struct TestTls {
+    dir: PathBuf,
+}
+
+impl TestTls {
+    /// Creates the CA, the other CA and the server certificate in `dir`.
+    pub fn generate(dir: &Path) -> anyhow::Result<Self> {
+        let dir = dir.join("tls");
+        std::fs::create_dir_all(&dir).context("creating the TLS directory")?;
+        let openssl = find_program("openssl", &["/usr/bin"])
+            .context("the openssl command makes the test servers' certificates")?;
+        let run = |args: &[&str]| -> anyhow::Result<()> {
+            let output = Command::new(&openssl)
+                .args(args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .context("running openssl")?;
+            if !output.status.success() {
+                bail!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            Ok(())
+        };
+        for (name, subject) in [
+            ("ca", "/CN=sinkhost test CA"),
+            ("other-ca", "/CN=another CA"),
+        ] {
+            run(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                subject,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ])?;
+        }
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+             basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .context("writing server.ext")?;
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ])?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ])?;
+        Ok(Self { dir })
+    }
+
+    /// The CA that signed the server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A CA that signed nothing the servers use.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.dir.join("other-ca.pem")
+    }
+
+    fn cert_file(&self) -> PathBuf {
+        self.dir.join("server.pem")
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.dir.join("server.key")
+    }
+
+    /// Hands the directory and files to the server's user (PostgreSQL
+    /// refuses a key readable by others or owned by another user).
+    fn give_to_server_user(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(self.key_file(), std::fs::Permissions::from_mode(0o600))
+            .context("chmod server.key")?;
+        chown_to_server_user(&self.dir)?;
+        for file in ["ca.pem", "other-ca.pem", "server.pem", "server.key"] {
+            chown_to_server_user(&self.dir.join(file))?;
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ pub use message_metadata::{
 };
 pub use nats::NatsConfig;
 pub use plugin::{FileAccess, FileGrant, Grants, HttpAuth, HttpGrant, PluginConfig, PluginLimits};
-pub use sql::{SqlDriver, SqlGrant, StatementKind};
+pub use sql::{SqlDriver, SqlGrant, SqlTls, SqlTlsMode, StatementKind};
 pub use trust::{TrustConfig, TrustedPublisher};
 
 /// The whole configuration file.

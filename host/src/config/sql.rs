@@ -63,6 +63,53 @@ pub struct SqlGrant {
     /// Deadline to get a connection (connecting when needed), in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Encryption of the connection. Absent: `verify-full` against the
+    /// system's roots, except for a loopback host (`127.0.0.0/8`, `::1`,
+    /// `localhost`), where it is `disable` (nothing leaves the machine).
+    #[serde(default)]
+    pub tls: Option<SqlTls>,
+}
+
+/// How the connection to a granted database is encrypted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlTls {
+    /// How much is required of the server.
+    pub mode: SqlTlsMode,
+    /// PEM file of the CA certificates the server's certificate must chain
+    /// to, instead of the system's roots (`verify-ca`, `verify-full`).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// A TLS requirement, strictest last. The host never falls back to a weaker
+/// one: a server that cannot meet it is not connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SqlTlsMode {
+    /// Plaintext; the credentials and the rows cross the network unprotected.
+    Disable,
+    /// Encrypted, the server's certificate not checked (a man in the middle
+    /// can read everything): only for servers whose certificate cannot be
+    /// checked.
+    Require,
+    /// Encrypted, the certificate chains to a trusted CA; its name is not
+    /// checked.
+    VerifyCa,
+    /// Encrypted, the certificate chains to a trusted CA and names the host.
+    VerifyFull,
+}
+
+impl SqlTlsMode {
+    /// The name used in the config and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SqlTlsMode::Disable => "disable",
+            SqlTlsMode::Require => "require",
+            SqlTlsMode::VerifyCa => "verify-ca",
+            SqlTlsMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 fn default_pool_size() -> u32 {
@@ -202,6 +249,19 @@ impl SqlGrant {
                 format!("must be between 1 and {MAX_POOL_SIZE}"),
             ));
         }
+        if let Some(tls) = &self.tls {
+            if tls.ca_file.is_some()
+                && matches!(tls.mode, SqlTlsMode::Disable | SqlTlsMode::Require)
+            {
+                return Err(Invalid::new(
+                    field("tls.ca_file"),
+                    format!(
+                        "is only used with mode verify-ca or verify-full, not {}",
+                        tls.mode.name()
+                    ),
+                ));
+            }
+        }
         for (name, value) in [
             ("statement_timeout_ms", self.statement_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
@@ -271,6 +331,18 @@ mod tests {
         assert!(with("statements", serde_json::json!(["drop"])).contains("unknown variant"));
         assert!(with("driver", "sqlite".into()).contains("unknown variant"));
         assert!(with("password", "x".into()).contains("unknown field"));
+        assert!(with("tls", serde_json::json!({"mode": "prefer"})).contains("unknown variant"));
+        assert!(with(
+            "tls",
+            serde_json::json!({"mode": "require", "ca_file": "/ca.pem"})
+        )
+        .contains("tls.ca_file"));
+        grant({
+            let mut json = base.clone();
+            json["tls"] = serde_json::json!({"mode": "verify-full", "ca_file": "/ca.pem"});
+            json
+        })
+        .expect("a verified grant");
         let mut fields = base.clone();
         fields.as_object_mut().expect("object").remove("url_env");
         fields["host"] = "db".into();

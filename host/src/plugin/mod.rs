@@ -457,6 +457,7 @@ impl PluginHost {
                 let deadline = self.start_call(&mut store);
                 let result =
                     tokio::time::timeout(deadline, bindings.init(&mut store, config)).await;
+                store.data_mut().end_sql_transactions().await;
                 self.settle(&store, result)?
             }
         };
@@ -499,7 +500,7 @@ impl PluginHost {
             usize::try_from(inner.limits.memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
         let state =
             StoreState::with_http(wasi.build(), inner.grants.http_hooks(), memory_bytes, log)
-                .with_sql(inner.grants.sql().clone());
+                .with_sql(inner.grants.sql().clone().with_query_bytes(memory_bytes));
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut context| Ok(context.data_mut().deadline.on_tick()));
@@ -518,6 +519,8 @@ impl PluginHost {
                 let deadline = self.start_call(store);
                 let result =
                     tokio::time::timeout(deadline, bindings.write_batch(store, batch)).await;
+                // Whatever the outcome: no transaction outlives the call.
+                store.data_mut().end_sql_transactions().await;
                 self.settle(store, result)?
             }
         }

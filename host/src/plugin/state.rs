@@ -47,6 +47,8 @@ pub struct StoreState {
     /// The databases granted to the plugin (`sql` interface); its open
     /// transactions live in `table`.
     pub sql: Sql,
+    /// The transactions the running call began, ended when it returns.
+    pub sql_transactions: crate::capabilities::sql::CallTransactions,
     /// Memory accounting; tells a memory-limit trap from other traps.
     pub limiter: MemoryLimiter,
     /// The current call's deadline.
@@ -69,6 +71,7 @@ impl StoreState {
             http: WasiHttpCtx::new(),
             http_hooks,
             sql: Sql::default(),
+            sql_transactions: Default::default(),
             limiter: MemoryLimiter::new(memory_limit_bytes),
             deadline: Deadline::default(),
             log,
@@ -84,6 +87,21 @@ impl StoreState {
     /// The table of the instance's resources (WASI handles, transactions).
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+
+    /// Ends every transaction the call that just returned began (rolled back
+    /// unless committed; the plugin's handles become dead).
+    pub async fn end_sql_transactions(&mut self) {
+        if self.sql_transactions.is_empty() {
+            return;
+        }
+        let open = self.sql_transactions.end_all(&mut self.table).await;
+        if open > 0 {
+            tracing::debug!(
+                transactions = open,
+                "rolled back the transactions the plugin call left open"
+            );
+        }
     }
 
     /// Prepares the state for a new call: deadline armed, output budget

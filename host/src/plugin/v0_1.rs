@@ -70,7 +70,11 @@ impl wit_sql::Host for StoreState {
         connection: String,
     ) -> wasmtime::Result<Result<Resource<Transaction>, wit_sql::SqlError>> {
         match self.sql.begin(&connection).await {
-            Ok(transaction) => Ok(Ok(self.table().push(transaction)?)),
+            Ok(transaction) => {
+                let handle = self.table().push(transaction)?;
+                self.sql_transactions.began(&handle);
+                Ok(Ok(handle))
+            }
             Err(error) => Ok(Err(self.sql_error(error))),
         }
     }

@@ -33,6 +33,10 @@ mod oracle;
 pub mod policy;
 #[cfg(feature = "sql-postgres")]
 mod postgres;
+#[cfg(feature = "sql-postgres")]
+mod postgres_wire;
+#[cfg_attr(not(feature = "sql-postgres"), allow(dead_code))]
+mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -49,6 +53,161 @@ use policy::StatementPolicy;
 /// Rows one `query` may return; more is an error, so one plugin call cannot
 /// make the host buffer a whole table.
 pub const MAX_QUERY_ROWS: usize = 10_000;
+
+/// What one cell costs the host besides its text or bytes (the `SqlValue`
+/// itself), so a result of a million empty cells still counts.
+pub const CELL_OVERHEAD_BYTES: usize = std::mem::size_of::<SqlValue>();
+
+/// Byte budget of one `query` when the host was not told the plugin's
+/// `memory_mb` (the default `memory_mb`, 64 MiB).
+pub const DEFAULT_QUERY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Counts the rows and bytes of a streamed result against both caps; the
+/// drivers stop reading (and give up the connection) at the first row over
+/// either, so the host never holds more than one row past the budget.
+#[derive(Debug)]
+pub struct ResultBudget {
+    max_rows: usize,
+    max_bytes: usize,
+    rows: usize,
+    bytes: usize,
+}
+
+impl ResultBudget {
+    /// A budget of `max_rows` rows and `max_bytes` bytes.
+    pub fn new(max_rows: usize, max_bytes: usize) -> Self {
+        Self {
+            max_rows,
+            max_bytes,
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts one more row of `bytes` bytes (see [`value_bytes`]); an error
+    /// once either cap is passed.
+    pub fn take_row(&mut self, bytes: usize) -> Result<(), SqlError> {
+        self.rows += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.rows > self.max_rows {
+            return Err(SqlError::permanent(format!(
+                "the query returned more than {} rows, the most one query may return; \
+                 it was stopped",
+                self.max_rows
+            ))
+            .stopping_query());
+        }
+        if self.bytes > self.max_bytes {
+            return Err(SqlError::permanent(format!(
+                "the query's result passed {} bytes, the plugin's memory_mb; \
+                 it was stopped: select fewer rows or columns",
+                self.max_bytes
+            ))
+            .stopping_query());
+        }
+        Ok(())
+    }
+}
+
+/// What a decoded row costs against a [`ResultBudget`].
+pub fn row_bytes(row: &[SqlValue]) -> usize {
+    row.iter().map(value_bytes).sum()
+}
+
+/// What one decoded value costs: its payload plus [`CELL_OVERHEAD_BYTES`].
+pub fn value_bytes(value: &SqlValue) -> usize {
+    CELL_OVERHEAD_BYTES
+        + match value {
+            SqlValue::Text(text) | SqlValue::Json(text) => text.len(),
+            SqlValue::Bytes(bytes) => bytes.len(),
+            _ => 0,
+        }
+}
+
+/// Shortest server-side bound on a session idle inside a transaction. The
+/// host ends every transaction when the plugin call that began it returns;
+/// this is the backstop for a host that stopped talking without closing the
+/// socket, long enough for a plugin computing between two statements.
+const MIN_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
+
+/// Server-side bound on an idle session (MySQL's `wait_timeout`, which
+/// also covers a session idle inside a transaction). Pooled connections
+/// idle longer are closed by the server and reopened on demand.
+const IDLE_SESSION: Duration = Duration::from_secs(600);
+
+/// The bounds every session of a grant is opened with, so that a statement
+/// the host gave up on also stops on the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// One statement (PostgreSQL `statement_timeout`, MariaDB
+    /// `max_statement_time`, MySQL `max_execution_time`, Oracle's call
+    /// timeout): the grant's `statement_timeout_ms`.
+    pub statement: Duration,
+    /// Waiting for a row lock (PostgreSQL `lock_timeout`, InnoDB's
+    /// `innodb_lock_wait_timeout`, rounded up to whole seconds).
+    pub lock: Duration,
+    /// Idle inside a transaction (PostgreSQL
+    /// `idle_in_transaction_session_timeout`).
+    pub idle_in_transaction: Duration,
+    /// Idle session (MySQL `wait_timeout`).
+    pub idle_session: Duration,
+}
+
+impl ServerLimits {
+    /// The limits of `grant`.
+    pub fn of(grant: &SqlGrant) -> Self {
+        let statement = Duration::from_millis(grant.statement_timeout_ms);
+        Self {
+            statement,
+            lock: statement,
+            idle_in_transaction: statement.max(MIN_IDLE_IN_TRANSACTION),
+            idle_session: statement.max(IDLE_SESSION),
+        }
+    }
+}
+
+/// Longest database message handed to a plugin; the rest is cut.
+const MAX_DATABASE_MESSAGE_CHARS: usize = 240;
+
+/// A database's error text made fit for a plugin: its first line only
+/// (PostgreSQL's DETAIL and HINT are never included by the drivers' callers,
+/// but a server may put them on further lines), every quoted part (where
+/// servers put bound values, user names and client hosts: `Duplicate entry
+/// 'secret'`, `user 'app'@'10.0.0.7'`, `invalid input syntax for type
+/// integer: "secret"`) replaced by `'…'`, control characters dropped, and
+/// the length capped. Identifiers the plugin needs (constraint, table)
+/// are added back by the drivers from the error's structured fields.
+pub fn scrub_database_message(text: &str) -> String {
+    let first_line = text.lines().next().unwrap_or_default();
+    let mut out = String::with_capacity(first_line.len().min(MAX_DATABASE_MESSAGE_CHARS));
+    let mut quote: Option<char> = None;
+    for character in first_line.chars() {
+        match quote {
+            Some(open) if character == open => {
+                out.push('…');
+                out.push(character);
+                quote = None;
+            }
+            Some(_) => {}
+            None if matches!(character, '\'' | '"') => {
+                out.push(character);
+                quote = Some(character);
+            }
+            None if character.is_control() => {}
+            None => out.push(character),
+        }
+        if out.chars().count() >= MAX_DATABASE_MESSAGE_CHARS {
+            out.push('…');
+            break;
+        }
+    }
+    if let Some(open) = quote {
+        // An unterminated quote: its content is dropped all the same.
+        out.push('…');
+        out.push(open);
+    }
+    out
+}
 
 /// A value bound to a placeholder or read from a row (the host's side of the
 /// WIT `sql.value`).
@@ -115,6 +274,9 @@ pub struct SqlError {
     pub row: Option<u32>,
     /// What went wrong; never contains bound values or credentials.
     pub message: String,
+    /// Set when a driver stopped reading a result mid-way (a cap was
+    /// passed): the session is closed rather than reused.
+    pub stopped_query: bool,
 }
 
 impl SqlError {
@@ -140,7 +302,14 @@ impl SqlError {
             code,
             row: None,
             message: message.into(),
+            stopped_query: false,
         }
+    }
+
+    /// The same error, marking that the driver stopped reading mid-result.
+    pub fn stopping_query(mut self) -> Self {
+        self.stopped_query = true;
+        self
     }
 
     /// The same error, attributed to row `row` of an `execute-many`.
@@ -164,6 +333,8 @@ pub struct SqlRows {
 pub struct Sql {
     databases: BTreeMap<String, Arc<Database>>,
     refusals: super::Refusals,
+    /// Bytes one `query` may return: the plugin's `memory_mb`.
+    query_bytes: usize,
 }
 
 impl std::fmt::Debug for Sql {
@@ -232,6 +403,7 @@ impl Capability for Sql {
         Ok(Self {
             databases,
             refusals: super::Refusals::default(),
+            query_bytes: DEFAULT_QUERY_BYTES,
         })
     }
 
@@ -270,6 +442,17 @@ impl Sql {
         self
     }
 
+    /// The same grants, with one `query`'s result capped at `bytes` (the
+    /// plugin's `memory_mb`: a result the plugin could not hold in its own
+    /// memory is never buffered by the host).
+    pub fn with_query_bytes(mut self, bytes: usize) -> Self {
+        self.query_bytes = bytes.max(1);
+        for database in self.databases.values() {
+            database.pool.set_max_message(self.query_bytes);
+        }
+        self
+    }
+
     /// Where refused statements are recorded.
     pub fn refusals(&self) -> &super::Refusals {
         &self.refusals
@@ -295,6 +478,8 @@ impl Sql {
             database,
             connection: Some(connection),
             finished: false,
+            ended_with_call: false,
+            query_bytes: self.query_bytes,
         })
     }
 
@@ -355,6 +540,45 @@ async fn within<T>(
     }
 }
 
+/// The transactions one plugin call began (by their handles in the
+/// instance's resource table), ended by the host when the call returns: a
+/// transaction never outlives the `init` or `write-batch` call that began
+/// it, so a plugin cannot hold row locks or pin the vacuum horizon between
+/// batches.
+#[derive(Debug, Default)]
+pub struct CallTransactions {
+    handles: Vec<u32>,
+}
+
+impl CallTransactions {
+    /// Records a transaction the running call began.
+    pub fn began(&mut self, handle: &wasmtime::component::Resource<Transaction>) {
+        self.handles.push(handle.rep());
+    }
+
+    /// Whether the running call began no transaction.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Ends every transaction the call began that is still in `table` (a
+    /// handle the plugin dropped, or one whose slot now holds another kind
+    /// of resource, is skipped); returns how many were still open.
+    pub async fn end_all(&mut self, table: &mut wasmtime::component::ResourceTable) -> usize {
+        let mut ended = 0;
+        for rep in std::mem::take(&mut self.handles) {
+            let handle = wasmtime::component::Resource::<Transaction>::new_own(rep);
+            if let Ok(transaction) = table.get_mut(&handle) {
+                if !transaction.ended_with_call && transaction.connection.is_some() {
+                    ended += usize::from(!transaction.finished);
+                }
+                transaction.end_with_call().await;
+            }
+        }
+        ended
+    }
+}
+
 /// One transaction on one pooled connection (the WIT `sql.transaction`).
 ///
 /// Dropped unfinished (a plugin trap, a timeout), its connection is closed
@@ -365,10 +589,21 @@ pub struct Transaction {
     /// `None` once a timeout left the connection in an unknown state.
     connection: Option<Connection>,
     finished: bool,
+    /// Set when the plugin call that began it returned (see
+    /// [`CallTransactions`]): the handle is dead from then on.
+    ended_with_call: bool,
+    /// Bytes one query may return.
+    query_bytes: usize,
 }
 
 impl Transaction {
     fn open(&mut self) -> Result<&mut Connection, SqlError> {
+        if self.ended_with_call {
+            return Err(SqlError::refused(
+                "the transaction ended with the plugin call that began it \
+                 (it was rolled back unless committed); begin a new one",
+            ));
+        }
         if self.finished {
             return Err(SqlError::refused(
                 "the transaction is already committed or rolled back",
@@ -442,8 +677,18 @@ impl Transaction {
     ) -> Result<SqlRows, SqlError> {
         self.check(statement)?;
         let timeout = self.database.statement_timeout;
-        let outcome = tokio::time::timeout(timeout, self.open()?.query(statement, params)).await;
-        self.settle("the query", outcome)
+        let mut budget = ResultBudget::new(MAX_QUERY_ROWS, self.query_bytes);
+        let outcome =
+            tokio::time::timeout(timeout, self.open()?.query(statement, params, &mut budget)).await;
+        let result = self.settle("the query", outcome);
+        if matches!(&result, Err(error) if error.stopped_query) {
+            // The driver stopped reading mid-result: the session is
+            // mid-protocol, so it is closed (the server stops the query).
+            if let Some(connection) = self.connection.take() {
+                connection.abandon();
+            }
+        }
+        result
     }
 
     /// Commits: after `Ok`, the transaction's writes are durable.
@@ -476,6 +721,24 @@ impl Transaction {
             }
         }
         result
+    }
+
+    /// Ends the transaction because the plugin call that began it returned:
+    /// rolls back what was not committed (abandoning the connection if that
+    /// fails), gives the connection back, and makes every later call on the
+    /// handle an error. No lock or snapshot outlives the call.
+    pub async fn end_with_call(&mut self) {
+        if self.ended_with_call {
+            return;
+        }
+        if !self.finished && self.connection.is_some() {
+            // `rollback` abandons the connection itself when it fails.
+            let _ = self.rollback().await;
+        }
+        self.finished = true;
+        self.ended_with_call = true;
+        // Rolled back (or committed) cleanly: back to the pool.
+        self.connection = None;
     }
 
     /// Ends a transaction the plugin dropped: rolls it back, or abandons its
@@ -521,6 +784,7 @@ macro_rules! each_driver {
 impl Pool {
     fn new(grant: &SqlGrant, endpoint: Endpoint) -> Result<Self, String> {
         let size = grant.pool_size;
+        let limits = ServerLimits::of(grant);
         let connect_timeout = Duration::from_millis(grant.connect_timeout_ms);
         match grant.driver {
             #[cfg(feature = "sql-postgres")]
@@ -528,18 +792,21 @@ impl Pool {
                 &endpoint,
                 size,
                 connect_timeout,
+                &limits,
             )?)),
             #[cfg(feature = "sql-mysql")]
             SqlDriver::Mysql => Ok(Pool::Mysql(mysql::Pool::new(
                 &endpoint,
                 size,
                 connect_timeout,
+                &limits,
             )?)),
             #[cfg(feature = "sql-oracle")]
             SqlDriver::Oracle => Ok(Pool::Oracle(Box::new(oracle::Pool::new(
                 &endpoint,
                 size,
                 connect_timeout,
+                &limits,
             )?))),
             #[allow(unreachable_patterns)]
             driver => Err(format!(
@@ -573,6 +840,19 @@ impl Pool {
     async fn columns(&self, table: &str) -> Result<Vec<String>, SqlError> {
         each_driver!(self, pool => pool.columns(table).await)
     }
+
+    /// Caps a single message from the server where the driver allows it
+    /// (PostgreSQL); MySQL and MariaDB cap a row at `max_allowed_packet`.
+    fn set_max_message(&self, bytes: usize) {
+        match self {
+            #[cfg(feature = "sql-postgres")]
+            Pool::Postgres(pool) => pool.set_max_message(bytes),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = bytes;
+            }
+        }
+    }
 }
 
 impl Connection {
@@ -588,8 +868,13 @@ impl Connection {
         each_driver!(self, connection => connection.execute_many(statement, rows).await)
     }
 
-    async fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<SqlRows, SqlError> {
-        each_driver!(self, connection => connection.query(statement, params).await)
+    async fn query(
+        &mut self,
+        statement: &str,
+        params: &[SqlValue],
+        budget: &mut ResultBudget,
+    ) -> Result<SqlRows, SqlError> {
+        each_driver!(self, connection => connection.query(statement, params, budget).await)
     }
 
     async fn commit(&mut self) -> Result<(), SqlError> {
@@ -629,5 +914,85 @@ fn catalog_name(driver: SqlDriver, table: &str) -> (Option<String>, String) {
     match table.rsplit_once('.') {
         Some((schema, name)) => (Some(fold(schema)), fold(name)),
         None => (None, fold(table)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real server texts: none of the values, users or hosts survive.
+    #[test]
+    fn database_messages_lose_values_users_and_hosts() {
+        for (text, secrets) in [
+            (
+                "Access denied for user 'app_user'@'10.1.2.3' (using password: YES)",
+                &["app_user", "10.1.2.3"][..],
+            ),
+            (
+                "Duplicate entry 'top-secret-42' for key 'PRIMARY'",
+                &["top-secret-42"],
+            ),
+            (
+                "Incorrect integer value: 'hunter2' for column `app`.`t`.`n` at row 1",
+                &["hunter2"],
+            ),
+            (
+                "duplicate key value violates unique constraint \"t_pkey\"\nDETAIL:  Key (a)=(secret) already exists.",
+                &["secret"],
+            ),
+            (
+                "invalid input syntax for type integer: \"s3cr3t\"",
+                &["s3cr3t"],
+            ),
+            (
+                "password authentication failed for user \"app_user\"",
+                &["app_user"],
+            ),
+            ("value 'unterminated secret", &["secret"]),
+        ] {
+            let scrubbed = scrub_database_message(text);
+            for secret in secrets {
+                assert!(!scrubbed.contains(secret), "{scrubbed}");
+            }
+            assert!(!scrubbed.contains('\n'), "{scrubbed}");
+        }
+        assert_eq!(
+            scrub_database_message("Duplicate entry 'x' for key 'PRIMARY'"),
+            "Duplicate entry '…' for key '…'"
+        );
+        assert_eq!(
+            scrub_database_message("numeric field overflow"),
+            "numeric field overflow"
+        );
+        let long = "x".repeat(10_000);
+        assert!(scrub_database_message(&long).chars().count() <= MAX_DATABASE_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn a_result_stops_at_the_row_cap_and_at_the_byte_cap() {
+        let mut rows = ResultBudget::new(2, usize::MAX);
+        assert!(rows.take_row(1).is_ok() && rows.take_row(1).is_ok());
+        let error = rows.take_row(1).expect_err("third row");
+        assert!(error.stopped_query && error.kind == SqlErrorKind::Permanent);
+        let mut bytes = ResultBudget::new(1_000, 100);
+        let row = [SqlValue::Text("x".repeat(60))];
+        assert!(bytes.take_row(row_bytes(&row)).is_ok());
+        let error = bytes.take_row(row_bytes(&row)).expect_err("over");
+        assert!(error.message.contains("memory_mb"), "{}", error.message);
+        // Empty cells still cost something: a million NULLs is not free.
+        assert!(value_bytes(&SqlValue::Null) >= 16);
+    }
+
+    #[test]
+    fn server_limits_follow_the_grant() {
+        let grant: SqlGrant = serde_json::from_value(serde_json::json!({
+            "name": "e", "driver": "postgres", "url_env": "U", "tables": ["t"],
+            "statements": ["insert"], "statement_timeout_ms": 2500}))
+        .expect("grant");
+        let limits = ServerLimits::of(&grant);
+        assert_eq!(limits.statement, Duration::from_millis(2500));
+        assert_eq!(limits.lock, Duration::from_millis(2500));
+        assert!(limits.idle_in_transaction >= MIN_IDLE_IN_TRANSACTION);
     }
 }

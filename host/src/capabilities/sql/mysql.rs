@@ -7,8 +7,11 @@
 
 use std::time::Duration;
 
+use futures::StreamExt as _;
+
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions, MySqlRow,
+    MySqlSslMode,
 };
 use sqlx::pool::PoolConnection;
 // The `Executor` methods return boxed futures: `Query::execute` is generic
@@ -16,16 +19,23 @@ use sqlx::pool::PoolConnection;
 // host calls.
 use sqlx::{Column as _, Executor as _, MySql, Row as _, TypeInfo as _, ValueRef as _};
 
-use super::endpoint::Endpoint;
-use super::{catalog_name, SqlError, SqlErrorKind, SqlRows, SqlValue, MAX_QUERY_ROWS};
+use super::endpoint::{Endpoint, Tls};
+use super::{
+    catalog_name, row_bytes, scrub_database_message, ResultBudget, ServerLimits, SqlError,
+    SqlErrorKind, SqlRows, SqlValue,
+};
 use crate::config::SqlDriver;
+use crate::config::SqlTlsMode;
 
 /// Server error numbers after which the same batch can succeed later:
-/// too many connections (1040), shutdown (1053), lock wait timeout (1205),
+/// too many connections (1040), login refused (1045: an operator fixes the
+/// password, the messages wait), shutdown (1053), lock wait timeout (1205),
 /// deadlock (1213), query interrupted (1317), connection killed (1927),
 /// statement time limits (1969 MariaDB, 3024 MySQL), server gone (2006,
 /// 2013).
-const TRANSIENT_ERRORS: &[u16] = &[1040, 1053, 1205, 1213, 1317, 1927, 1969, 2006, 2013, 3024];
+const TRANSIENT_ERRORS: &[u16] = &[
+    1040, 1045, 1053, 1205, 1213, 1317, 1927, 1969, 2006, 2013, 3024,
+];
 
 /// Server error numbers that mean the statement is wrong for this database:
 /// access denied to a database, table or column (1044, 1142, 1143), no
@@ -38,26 +48,50 @@ pub struct Pool(sqlx::MySqlPool);
 
 impl Pool {
     /// A pool of `size` connections to `endpoint`; connects nothing yet.
-    pub fn new(endpoint: &Endpoint, size: u32, connect_timeout: Duration) -> Result<Self, String> {
-        let options = MySqlConnectOptions::new()
+    pub fn new(
+        endpoint: &Endpoint,
+        size: u32,
+        connect_timeout: Duration,
+        limits: &ServerLimits,
+    ) -> Result<Self, String> {
+        let limits = *limits;
+        // sqlx's rustls verifier takes the process-wide provider: ring, as
+        // everywhere in the host (an error only says one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut options = MySqlConnectOptions::new()
             .host(&endpoint.host)
             .port(endpoint.port)
             .database(&endpoint.service)
             .username(&endpoint.user)
-            .password(&endpoint.password);
+            .password(&endpoint.password)
+            .ssl_mode(ssl_mode(&endpoint.tls));
+        if let Some(ca_file) = &endpoint.tls.ca_file {
+            if !ca_file.is_file() {
+                return Err(format!(
+                    "tls.ca_file `{}` is not a readable file",
+                    ca_file.display()
+                ));
+            }
+            options = options.ssl_ca(ca_file);
+        }
         let pool = MySqlPoolOptions::new()
             .max_connections(size)
             .min_connections(0)
             .acquire_timeout(connect_timeout)
             .test_before_acquire(true)
+            // Below the server's `wait_timeout`, so the pool closes an idle
+            // session before the server does.
+            .idle_timeout(limits.idle_session.mul_f32(0.9))
+            .after_connect(move |connection, _| {
+                Box::pin(async move { set_session_limits(connection, &limits).await })
+            })
             .connect_lazy_with(options);
         Ok(Self(pool))
     }
 
-    /// Takes a connection and starts a transaction.
+    /// Takes a connection and starts a transaction (the server-side limits
+    /// were set when the session was opened, see [`set_session_limits`]).
     pub async fn begin(&self, _statement_timeout: Duration) -> Result<Transaction, SqlError> {
-        // The host's timeout bounds every call; MySQL and MariaDB disagree on
-        // the server-side variable, so none is set here.
         let mut connection = self.0.acquire().await.map_err(classify)?;
         (&mut *connection)
             .execute("START TRANSACTION")
@@ -143,30 +177,32 @@ impl Transaction {
         Ok(affected)
     }
 
-    /// Runs one query.
-    pub async fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<SqlRows, SqlError> {
+    /// Runs one query, streaming its rows: reading stops at the first row
+    /// past either cap of `budget` (the caller then closes the session).
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+        budget: &mut ResultBudget,
+    ) -> Result<SqlRows, SqlError> {
         let query = bind(sqlx::query(sql), params)?;
-        let rows = self
-            .connection()?
-            .fetch_all(query)
-            .await
-            .map_err(classify)?;
-        if rows.len() > MAX_QUERY_ROWS {
-            return Err(SqlError::permanent(format!(
-                "the query returned {} rows; at most {MAX_QUERY_ROWS} may be returned",
-                rows.len()
-            )));
-        }
-        let columns = rows
-            .first()
-            .map(|row| {
-                row.columns()
+        let mut stream = self.connection()?.fetch(query);
+        let mut columns = Vec::new();
+        let mut values = Vec::new();
+        while let Some(row) = stream.next().await {
+            // Any error mid-result leaves the session mid-protocol.
+            let row = row.map_err(|error| classify(error).stopping_query())?;
+            if values.is_empty() {
+                columns = row
+                    .columns()
                     .iter()
                     .map(|column| column.name().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let values = rows.iter().map(decode_row).collect::<Result<_, _>>()?;
+                    .collect();
+            }
+            let cells = decode_row(&row).map_err(SqlError::stopping_query)?;
+            budget.take_row(row_bytes(&cells))?;
+            values.push(cells);
+        }
         Ok(SqlRows {
             columns,
             rows: values,
@@ -198,6 +234,62 @@ impl Transaction {
             connection.close_on_drop();
         }
     }
+}
+
+/// sqlx's mode for a TLS requirement; never `Preferred` (which falls back
+/// to plaintext). With a CA file, sqlx trusts it in addition to the
+/// system's roots.
+fn ssl_mode(tls: &Tls) -> MySqlSslMode {
+    match tls.mode {
+        SqlTlsMode::Disable => MySqlSslMode::Disabled,
+        SqlTlsMode::Require => MySqlSslMode::Required,
+        SqlTlsMode::VerifyCa => MySqlSslMode::VerifyCa,
+        SqlTlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+    }
+}
+
+/// Sets the session's server-side bounds right after it connects: MariaDB
+/// bounds every statement with `max_statement_time` (seconds), MySQL only
+/// read-only `SELECT`s with `max_execution_time` (milliseconds; its writes
+/// are bounded by `innodb_lock_wait_timeout` and the host's timeout); both
+/// bound lock waits and idle sessions. Which server it is comes from
+/// `VERSION()`.
+async fn set_session_limits(
+    connection: &mut MySqlConnection,
+    limits: &ServerLimits,
+) -> Result<(), sqlx::Error> {
+    let version = (&mut *connection).fetch_one("SELECT VERSION()").await?;
+    let version: String = version.try_get(0)?;
+    let statement = if is_mariadb(&version) {
+        format!(
+            "SET SESSION max_statement_time = {:.3}",
+            limits.statement.as_secs_f64()
+        )
+    } else {
+        format!(
+            "SET SESSION max_execution_time = {}",
+            limits.statement.as_millis()
+        )
+    };
+    (&mut *connection).execute(statement.as_str()).await?;
+    let bounds = format!(
+        "SET SESSION innodb_lock_wait_timeout = {}, wait_timeout = {}",
+        whole_seconds(limits.lock),
+        whole_seconds(limits.idle_session)
+    );
+    (&mut *connection).execute(bounds.as_str()).await?;
+    Ok(())
+}
+
+/// Whether `VERSION()` names MariaDB (`10.11.6-MariaDB-0+deb12u1`).
+fn is_mariadb(version: &str) -> bool {
+    version.to_ascii_lowercase().contains("mariadb")
+}
+
+/// A duration in whole seconds, rounded up, at least 1 (the unit of
+/// `innodb_lock_wait_timeout` and `wait_timeout`).
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_millis().div_ceil(1000).max(1) as u64
 }
 
 fn decode_row(row: &MySqlRow) -> Result<Vec<SqlValue>, SqlError> {
@@ -268,7 +360,10 @@ fn classify(error: sqlx::Error) -> SqlError {
     match &error {
         sqlx::Error::Database(database) => {
             let Some(mysql) = database.try_downcast_ref::<MySqlDatabaseError>() else {
-                return SqlError::permanent(format!("MySQL: {database}"));
+                return SqlError::permanent(format!(
+                    "MySQL: {}",
+                    scrub_database_message(database.message())
+                ));
             };
             let number = mysql.number();
             let state = mysql.code().unwrap_or_default();
@@ -282,18 +377,41 @@ fn classify(error: sqlx::Error) -> SqlError {
             } else {
                 SqlErrorKind::Permanent
             };
-            SqlError::new(
-                kind,
-                Some(number.to_string()),
-                format!("MySQL {number} ({state}): {}", mysql.message()),
-            )
+            // Scrubbed: MySQL quotes values (`Duplicate entry 'secret'`),
+            // users and client hosts (`'app'@'10.0.0.7'`) in its messages.
+            let message = format!(
+                "MySQL {number} ({state}): {}",
+                scrub_database_message(mysql.message())
+            );
+            tracing::debug!(code = number, message = %message, "MySQL error");
+            SqlError::new(kind, Some(number.to_string()), message)
         }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => SqlError::transient(format!("MySQL: {error}")),
-        _ => SqlError::permanent(format!("MySQL: {error}")),
+        | sqlx::Error::WorkerCrashed => SqlError::transient(format!(
+            "MySQL: {}",
+            scrub_database_message(&error.to_string())
+        )),
+        _ => SqlError::permanent(format!(
+            "MySQL: {}",
+            scrub_database_message(&error.to_string())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_is_told_apart_by_its_version() {
+        assert!(is_mariadb("10.11.6-MariaDB-0+deb12u1"));
+        assert!(!is_mariadb("8.0.36"));
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::from_secs(30)), 30);
     }
 }

@@ -13,8 +13,13 @@ use std::time::Duration;
 use oracledb::{DbType, ErrorKind, ToDbValue};
 
 use super::endpoint::Endpoint;
-use super::{catalog_name, SqlError, SqlErrorKind, SqlRows, SqlValue, MAX_QUERY_ROWS};
-use crate::config::SqlDriver;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{
+    catalog_name, row_bytes, scrub_database_message, ResultBudget, ServerLimits, SqlError,
+    SqlErrorKind, SqlRows, SqlValue,
+};
+use crate::config::{SqlDriver, SqlTlsMode};
 
 /// `ORA-` codes after which the same batch can succeed later: resource busy
 /// (51, 54), deadlock (60), user cancel or call timeout (1013), instance
@@ -34,21 +39,29 @@ fn is_statement_error(code: usize) -> bool {
 }
 
 /// A pool created on first use (creating it connects), shared by all calls.
+///
+/// The driver's `acquire` blocks its thread until a connection is free,
+/// with no deadline; so the host hands out at most `size` connections
+/// itself (`slots`, waited for under the grant's `connect_timeout_ms`), and
+/// the driver is only asked when one is free.
 pub struct Pool {
     config: oracledb::PoolConfig,
     pool: Arc<OnceLock<oracledb::Pool>>,
+    slots: Arc<Semaphore>,
+    acquire_timeout: Duration,
+    call_timeout: Duration,
 }
 
 impl Pool {
     /// A pool of `size` connections to `endpoint`; connects nothing yet.
-    pub fn new(endpoint: &Endpoint, size: u32, _connect_timeout: Duration) -> Result<Self, String> {
-        let connect_string = format!(
-            "{}:{}/{}",
-            bracket_ipv6(&endpoint.host),
-            endpoint.port,
-            endpoint.service
-        );
-        let config = oracledb::PoolConfig::default()
+    pub fn new(
+        endpoint: &Endpoint,
+        size: u32,
+        connect_timeout: Duration,
+        limits: &ServerLimits,
+    ) -> Result<Self, String> {
+        let connect_string = connect_string(endpoint)?;
+        let mut config = oracledb::PoolConfig::default()
             .set_credentials(&endpoint.user, &endpoint.password)
             .set_connect_string(&connect_string)
             .map_err(|err| format!("invalid Oracle connect string: {err}"))?
@@ -58,16 +71,53 @@ impl Pool {
             // Checks an idle connection before reuse, so a restarted
             // database costs one failed batch at most.
             .set_ping_interval(Some(Duration::from_secs(0)));
+        if let Some(ca_file) = &endpoint.tls.ca_file {
+            // The driver reads trusted certificates from a wallet directory
+            // (its `ewallet.pem`), not from a named file.
+            let directory = ca_file
+                .file_name()
+                .filter(|name| *name == "ewallet.pem")
+                .and(ca_file.parent())
+                .ok_or_else(|| {
+                    format!(
+                        "tls.ca_file `{}`: for Oracle it must be a wallet's `ewallet.pem`",
+                        ca_file.display()
+                    )
+                })?;
+            config = config.set_wallet_location(directory.display().to_string());
+        }
         Ok(Self {
             config,
             pool: Arc::new(OnceLock::new()),
+            slots: Arc::new(Semaphore::new(size as usize)),
+            acquire_timeout: connect_timeout,
+            call_timeout: limits.statement,
         })
     }
 
-    async fn connection(&self) -> Result<oracledb::Connection, SqlError> {
+    /// Waits (at most `connect_timeout_ms`) for one of the pool's slots.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, SqlError> {
+        match tokio::time::timeout(
+            self.acquire_timeout,
+            Arc::clone(&self.slots).acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(SqlError::transient("the Oracle pool is closed")),
+            Err(_) => Err(SqlError::transient(format!(
+                "no Oracle connection became free within the grant's connect_timeout_ms ({} ms)",
+                self.acquire_timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn connection(&self) -> Result<Pooled, SqlError> {
+        let slot = self.slot().await?;
         let config = self.config.clone();
         let cell = Arc::clone(&self.pool);
-        blocking(move || {
+        let call_timeout = self.call_timeout;
+        let connection = blocking(move || {
             if cell.get().is_none() {
                 let pool = oracledb::create_pool(config).map_err(classify)?;
                 let _ = cell.set(pool);
@@ -75,9 +125,20 @@ impl Pool {
             let pool = cell
                 .get()
                 .ok_or_else(|| SqlError::transient("the Oracle pool is not available"))?;
-            pool.acquire().map_err(classify)
+            let connection = pool.acquire().map_err(classify)?;
+            // The driver's call timeout: past it, the driver breaks the call
+            // on the server and the call fails (DPY-4024), so a statement
+            // the host gave up on does not run on.
+            connection
+                .set_call_timeout(Some(call_timeout))
+                .map_err(classify)?;
+            Ok(connection)
         })
-        .await
+        .await?;
+        Ok(Pooled {
+            connection,
+            _slot: slot,
+        })
     }
 
     /// Takes a connection; Oracle starts the transaction with the first
@@ -91,8 +152,9 @@ impl Pool {
     /// The table's columns, from `ALL_TAB_COLUMNS`.
     pub async fn columns(&self, table: &str) -> Result<Vec<String>, SqlError> {
         let (owner, name) = catalog_name(SqlDriver::Oracle, table);
-        let connection = self.connection().await?;
+        let pooled = self.connection().await?;
         blocking(move || {
+            let connection = &pooled.connection;
             let owner: Option<String> = owner;
             let cursor = connection
                 .query(
@@ -108,6 +170,28 @@ impl Pool {
             Ok(columns)
         })
         .await
+    }
+}
+
+/// The driver's Easy Connect string: `tcps://` when TLS is required (the
+/// driver then verifies the certificate chain and the server's name), plain
+/// `host:port/service` otherwise. The driver has no mode that encrypts
+/// without verifying, or verifies the chain but not the name: those are
+/// refused rather than approximated.
+fn connect_string(endpoint: &Endpoint) -> Result<String, String> {
+    let address = format!(
+        "{}:{}/{}",
+        bracket_ipv6(&endpoint.host),
+        endpoint.port,
+        endpoint.service
+    );
+    match endpoint.tls.mode {
+        SqlTlsMode::Disable => Ok(address),
+        SqlTlsMode::VerifyFull => Ok(format!("tcps://{address}")),
+        mode => Err(format!(
+            "tls.mode {} is not available for Oracle (use verify-full or disable)",
+            mode.name()
+        )),
     }
 }
 
@@ -132,9 +216,15 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
+/// A driver connection and the host's slot for it (freed with it).
+struct Pooled {
+    connection: oracledb::Connection,
+    _slot: OwnedSemaphorePermit,
+}
+
 /// An open transaction.
 pub struct Transaction {
-    connection: Option<oracledb::Connection>,
+    connection: Option<Pooled>,
 }
 
 impl Transaction {
@@ -148,7 +238,7 @@ impl Transaction {
             .take()
             .ok_or_else(|| SqlError::transient("the connection is closed"))?;
         let (connection, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = call(&connection);
+            let outcome = call(&connection.connection);
             (connection, outcome)
         })
         .await
@@ -218,34 +308,25 @@ impl Transaction {
         .await
     }
 
-    /// Runs one query.
-    pub async fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<SqlRows, SqlError> {
+    /// Runs one query, fetching its rows until either cap of `budget` is
+    /// passed (the caller then closes the session).
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+        budget: &mut ResultBudget,
+    ) -> Result<SqlRows, SqlError> {
         let sql = sql.to_string();
         let params = bind_values(params)?;
-        self.with_connection(move |connection| {
-            let refs: Vec<&dyn ToDbValue> = params
-                .iter()
-                .map(|value| value.as_ref() as &dyn ToDbValue)
-                .collect();
-            let cursor = connection.query(&sql, &refs).map_err(classify)?;
-            let columns: Vec<String> = cursor
-                .columns()
-                .iter()
-                .map(|column| column.name().to_string())
-                .collect();
-            let mut rows = Vec::new();
-            for row in cursor {
-                let row = row.map_err(classify)?;
-                if rows.len() == MAX_QUERY_ROWS {
-                    return Err(SqlError::permanent(format!(
-                        "the query returned more than {MAX_QUERY_ROWS} rows"
-                    )));
-                }
-                rows.push(decode_row(&row)?);
-            }
-            Ok(SqlRows { columns, rows })
-        })
-        .await
+        let mut owned = std::mem::replace(budget, ResultBudget::new(0, 0));
+        let (outcome, returned) = self
+            .with_connection(move |connection| {
+                let outcome = fetch_rows(connection, &sql, &params, &mut owned);
+                Ok((outcome, owned))
+            })
+            .await?;
+        *budget = returned;
+        outcome
     }
 
     /// Commits.
@@ -265,7 +346,7 @@ impl Transaction {
     pub fn abandon(mut self) {
         if let Some(connection) = self.connection.take() {
             let release = move || {
-                let _ = connection.rollback();
+                let _ = connection.connection.rollback();
                 drop(connection);
             };
             // Rolling back talks to the server: not on an async thread.
@@ -275,6 +356,33 @@ impl Transaction {
             }
         }
     }
+}
+
+/// Runs a query on a blocking thread, counting each row against `budget`.
+fn fetch_rows(
+    connection: &oracledb::Connection,
+    sql: &str,
+    params: &[Box<dyn ToDbValue + Send>],
+    budget: &mut ResultBudget,
+) -> Result<SqlRows, SqlError> {
+    let refs: Vec<&dyn ToDbValue> = params
+        .iter()
+        .map(|value| value.as_ref() as &dyn ToDbValue)
+        .collect();
+    let cursor = connection.query(sql, &refs).map_err(classify)?;
+    let columns: Vec<String> = cursor
+        .columns()
+        .iter()
+        .map(|column| column.name().to_string())
+        .collect();
+    let mut rows = Vec::new();
+    for row in cursor {
+        let row = row.map_err(|error| classify(error).stopping_query())?;
+        let cells = decode_row(&row).map_err(SqlError::stopping_query)?;
+        budget.take_row(row_bytes(&cells))?;
+        rows.push(cells);
+    }
+    Ok(SqlRows { columns, rows })
 }
 
 fn bind_values(values: &[SqlValue]) -> Result<Vec<Box<dyn ToDbValue + Send>>, SqlError> {
@@ -342,7 +450,7 @@ fn classify(error: oracledb::Error) -> SqlError {
             SqlError::new(
                 kind,
                 Some(format!("ORA-{code:05}")),
-                format!("Oracle: {}", db.message()),
+                format!("Oracle: {}", scrub_database_message(db.message())),
             )
         }
         ErrorKind::DeadConnection
@@ -352,8 +460,14 @@ fn classify(error: oracledb::Error) -> SqlError {
         | ErrorKind::StreamOperation
         | ErrorKind::TlsOperation
         | ErrorKind::PoolNotOpen
-        | ErrorKind::UnableToRecover => SqlError::transient(format!("Oracle: {error}")),
-        _ => SqlError::permanent(format!("Oracle: {error}")),
+        | ErrorKind::UnableToRecover => SqlError::transient(format!(
+            "Oracle: {}",
+            scrub_database_message(&error.to_string())
+        )),
+        _ => SqlError::permanent(format!(
+            "Oracle: {}",
+            scrub_database_message(&error.to_string())
+        )),
     }
 }
 
@@ -381,6 +495,74 @@ mod tests {
         let endpoint =
             Endpoint::from_url(SqlDriver::Oracle, "oracle://app:pw@127.0.0.1:1/FREEPDB1")
                 .expect("url");
-        Pool::new(&endpoint, 2, Duration::from_secs(1)).expect("lazy pool");
+        Pool::new(&endpoint, 2, Duration::from_secs(1), &limits()).expect("lazy pool");
+    }
+
+    #[test]
+    fn tls_becomes_tcps_or_is_refused() {
+        let mut endpoint =
+            Endpoint::from_url(SqlDriver::Oracle, "oracle://app:pw@db.example/FREEPDB1")
+                .expect("url");
+        assert_eq!(
+            endpoint.tls.mode,
+            SqlTlsMode::VerifyFull,
+            "remote: verified"
+        );
+        assert_eq!(
+            connect_string(&endpoint).expect("tcps"),
+            "tcps://db.example:1521/FREEPDB1"
+        );
+        Pool::new(&endpoint, 1, Duration::from_secs(1), &limits()).expect("a tcps pool");
+        endpoint.tls.mode = SqlTlsMode::Require;
+        assert!(connect_string(&endpoint)
+            .expect_err("no such mode")
+            .contains("require"));
+        endpoint.tls.mode = SqlTlsMode::VerifyFull;
+        endpoint.tls.ca_file = Some("/etc/ca.pem".into());
+        let error = Pool::new(&endpoint, 1, Duration::from_secs(1), &limits())
+            .err()
+            .expect("not a wallet");
+        assert!(error.contains("ewallet.pem"), "{error}");
+        endpoint.tls.ca_file = Some("/etc/wallet/ewallet.pem".into());
+        Pool::new(&endpoint, 1, Duration::from_secs(1), &limits()).expect("a wallet");
+    }
+
+    fn limits() -> ServerLimits {
+        ServerLimits {
+            statement: Duration::from_secs(1),
+            lock: Duration::from_secs(1),
+            idle_in_transaction: Duration::from_secs(60),
+            idle_session: Duration::from_secs(600),
+        }
+    }
+
+    /// A full pool makes `begin` fail after `connect_timeout_ms` instead of
+    /// parking a thread on the driver's unbounded wait; nothing connects.
+    #[tokio::test]
+    async fn a_full_pool_times_out_instead_of_blocking() {
+        let endpoint =
+            Endpoint::from_url(SqlDriver::Oracle, "oracle://app:pw@127.0.0.1:1/FREEPDB1")
+                .expect("url");
+        let pool = Pool::new(&endpoint, 1, Duration::from_millis(100), &limits()).expect("pool");
+        let taken = pool.slot().await.expect("the one slot");
+        let started = std::time::Instant::now();
+        let error = pool
+            .begin(Duration::from_secs(1))
+            .await
+            .err()
+            .expect("full");
+        assert_eq!(error.kind, SqlErrorKind::Transient);
+        assert!(
+            error.message.contains("connect_timeout_ms"),
+            "{}",
+            error.message
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(pool.pool.get().is_none(), "the driver was never asked");
+        drop(taken);
+        assert!(
+            pool.slot().await.is_ok(),
+            "a freed slot is handed out again"
+        );
     }
 }

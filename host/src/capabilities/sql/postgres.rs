@@ -12,12 +12,17 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use deadpool_postgres::{Manager, ManagerConfig, Object, RecyclingMethod, Runtime};
+use futures::StreamExt as _;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
-use tokio_postgres::NoTls;
 
 use super::endpoint::Endpoint;
-use super::{catalog_name, SqlError, SqlErrorKind, SqlRows, SqlValue, MAX_QUERY_ROWS};
+use super::postgres_wire::{Wire, WireConnect};
+use super::{
+    catalog_name, row_bytes, scrub_database_message, ResultBudget, ServerLimits, SqlError,
+    SqlErrorKind, SqlRows, SqlValue, DEFAULT_QUERY_BYTES,
+};
 use crate::config::SqlDriver;
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -25,23 +30,48 @@ const POSTGRES_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 /// A lazy pool: connections are opened on demand and checked (a round trip)
 /// before each reuse, so a restarted server costs one failed batch at most.
-pub struct Pool(deadpool_postgres::Pool);
+pub struct Pool {
+    pool: deadpool_postgres::Pool,
+    /// How sessions are opened (TLS, the message cap), and cancelled.
+    wire: Wire,
+}
 
 impl Pool {
     /// A pool of `size` connections to `endpoint`; connects nothing yet.
-    pub fn new(endpoint: &Endpoint, size: u32, connect_timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        endpoint: &Endpoint,
+        size: u32,
+        connect_timeout: Duration,
+        limits: &ServerLimits,
+    ) -> Result<Self, String> {
+        let wire = Wire::new(
+            &endpoint.host,
+            endpoint.port,
+            connect_timeout,
+            super::tls::client_config(&endpoint.tls)?,
+            DEFAULT_QUERY_BYTES,
+        );
         let mut config = tokio_postgres::Config::new();
         config
+            // TLS or not, never "prefer": no silent fallback to plaintext.
+            .ssl_mode(if wire.is_tls() {
+                SslMode::Require
+            } else {
+                SslMode::Disable
+            })
             .host(&endpoint.host)
             .port(endpoint.port)
             .dbname(&endpoint.service)
             .user(&endpoint.user)
             .password(endpoint.password.as_bytes())
             .application_name("sinkhost")
+            // Set once per session, at connect: a plugin cannot send `SET`
+            // (the policy refuses it), so these hold for every statement.
+            .options(session_options(limits))
             .connect_timeout(connect_timeout);
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             config,
-            NoTls,
+            WireConnect(wire.clone()),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },
@@ -54,25 +84,28 @@ impl Pool {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| format!("cannot build the connection pool: {err}"))?;
-        Ok(Self(pool))
+        Ok(Self { pool, wire })
     }
 
-    /// Takes a connection and starts a transaction with the server-side
-    /// statement timeout set.
-    pub async fn begin(&self, statement_timeout: Duration) -> Result<Transaction, SqlError> {
+    /// Takes a connection and starts a transaction (the server-side limits
+    /// were set when the session was opened, see [`session_options`]).
+    pub async fn begin(&self, _statement_timeout: Duration) -> Result<Transaction, SqlError> {
         let client = self.connection().await?;
-        let begin = format!(
-            "BEGIN; SET LOCAL statement_timeout = {}",
-            statement_timeout.as_millis()
-        );
-        client.batch_execute(&begin).await.map_err(classify)?;
+        client.batch_execute("BEGIN").await.map_err(classify)?;
         Ok(Transaction {
             client: Some(client),
+            wire: self.wire.clone(),
         })
     }
 
+    /// Caps every message a session reads at `bytes` (a row bigger than
+    /// one query may return is refused at its header, never buffered).
+    pub fn set_max_message(&self, bytes: usize) {
+        self.wire.set_max_message(bytes);
+    }
+
     async fn connection(&self) -> Result<Object, SqlError> {
-        self.0.get().await.map_err(|err| match err {
+        self.pool.get().await.map_err(|err| match err {
             deadpool_postgres::PoolError::Backend(err) => classify(err),
             other => SqlError::transient(format!("no PostgreSQL connection: {other}")),
         })
@@ -100,6 +133,7 @@ impl Pool {
 /// An open transaction.
 pub struct Transaction {
     client: Option<Object>,
+    wire: Wire,
 }
 
 impl Transaction {
@@ -138,36 +172,57 @@ impl Transaction {
         Ok(affected)
     }
 
-    /// Runs one query.
-    pub async fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<SqlRows, SqlError> {
+    /// Runs one query, streaming its rows: reading stops at the first row
+    /// past either cap of `budget` (the caller then closes the session).
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+        budget: &mut ResultBudget,
+    ) -> Result<SqlRows, SqlError> {
+        let oversized = self.wire.oversized();
+        let outcome = self.stream_rows(sql, params, budget).await;
+        if outcome.is_err() && self.wire.oversized() != oversized {
+            return Err(SqlError::permanent(format!(
+                "a row of the query's result passed {} bytes, the plugin's memory_mb; \
+                 it was stopped: select fewer rows or columns",
+                self.wire.max_message()
+            ))
+            .stopping_query());
+        }
+        outcome
+    }
+
+    async fn stream_rows(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+        budget: &mut ResultBudget,
+    ) -> Result<SqlRows, SqlError> {
         let client = self.client()?;
         let statement = client.prepare_cached(sql).await.map_err(classify)?;
-        let refs: Vec<Param<'_>> = params.iter().map(Param).collect();
-        let dyn_refs: Vec<&(dyn ToSql + Sync)> = refs
-            .iter()
-            .map(|param| param as &(dyn ToSql + Sync))
-            .collect();
-        let rows = client
-            .query(&statement, &dyn_refs)
+        let stream = client
+            .query_raw(&statement, params.iter().map(Param))
             .await
             .map_err(classify)?;
-        if rows.len() > MAX_QUERY_ROWS {
-            return Err(SqlError::permanent(format!(
-                "the query returned {} rows; at most {MAX_QUERY_ROWS} may be returned",
-                rows.len()
-            )));
-        }
+        futures::pin_mut!(stream);
         let columns = statement
             .columns()
             .iter()
             .map(|column| column.name().to_string())
             .collect();
-        let mut values = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let mut values = Vec::new();
+        while let Some(row) = stream.next().await {
+            // Any error mid-result leaves the session mid-protocol.
+            let row = row.map_err(|error| classify(error).stopping_query())?;
             let mut cells = Vec::with_capacity(row.len());
             for index in 0..row.len() {
-                cells.push(row.try_get::<_, Cell>(index).map_err(classify)?.0);
+                let cell = row
+                    .try_get::<_, Cell>(index)
+                    .map_err(|error| classify(error).stopping_query())?;
+                cells.push(cell.0);
             }
+            budget.take_row(row_bytes(&cells))?;
             values.push(cells);
         }
         Ok(SqlRows {
@@ -194,12 +249,39 @@ impl Transaction {
     }
 
     /// Closes the connection instead of returning it to the pool; the server
-    /// rolls back whatever was open.
+    /// rolls back whatever was open. A statement still running on the
+    /// server (the host gave up on it, or stopped reading its rows) is
+    /// cancelled too: closing the socket alone would not stop a statement
+    /// that sends nothing back (`SELECT count(*)` over a cartesian join)
+    /// before its `statement_timeout`.
     pub fn abandon(mut self) {
         if let Some(client) = self.client.take() {
+            let cancel = client.cancel_token();
             drop(Object::take(client));
+            let wire = self.wire.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(error) = wire.cancel(cancel).await {
+                        tracing::debug!(%error, "could not cancel an abandoned PostgreSQL statement");
+                    }
+                });
+            }
         }
     }
+}
+
+/// The session parameters every connection starts with (the startup
+/// packet's `options`): the grant's statement timeout on the server, so a
+/// statement the host gave up on stops there too; the same bound on lock
+/// waits; and an idle-in-transaction bound for a host that stopped
+/// talking without closing the socket.
+fn session_options(limits: &ServerLimits) -> String {
+    format!(
+        "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+        limits.statement.as_millis(),
+        limits.lock.as_millis(),
+        limits.idle_in_transaction.as_millis()
+    )
 }
 
 /// A plugin's value bound to a placeholder of the type the server inferred.
@@ -350,10 +432,23 @@ fn classify(error: tokio_postgres::Error) -> SqlError {
         } else {
             SqlErrorKind::Permanent
         };
-        let mut message = format!("PostgreSQL {}: {}", state.code(), db.message());
-        if let Some(constraint) = db.constraint() {
-            message.push_str(&format!(" (constraint {constraint})"));
+        // The primary message only, scrubbed (DETAIL, which holds the
+        // row's values, is never included); identifiers from their fields.
+        let mut message = format!(
+            "PostgreSQL {}: {}",
+            state.code(),
+            scrub_database_message(db.message())
+        );
+        for (what, name) in [
+            ("table", db.table()),
+            ("column", db.column()),
+            ("constraint", db.constraint()),
+        ] {
+            if let Some(name) = name {
+                message.push_str(&format!(" ({what} {})", scrub_identifier(name)));
+            }
         }
+        tracing::debug!(code = state.code(), message = %message, "PostgreSQL error");
         return SqlError::new(kind, Some(state.code().to_string()), message);
     }
     let bind_error = error
@@ -363,17 +458,38 @@ fn classify(error: tokio_postgres::Error) -> SqlError {
         return SqlError::permanent(format!("PostgreSQL: {error}: {bind_error}"));
     }
     // I/O, a closed connection, a refused connect: the database may come back.
-    SqlError::transient(format!("PostgreSQL: {error}"))
+    SqlError::transient(format!(
+        "PostgreSQL: {}",
+        scrub_database_message(&error.to_string())
+    ))
 }
 
-/// Connection exceptions (08), transaction rollbacks (40: serialisation
+/// An identifier from an error's structured field, kept only when it looks
+/// like one (a name, not text a value could hide in).
+fn scrub_identifier(name: &str) -> String {
+    if name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+    {
+        name.to_string()
+    } else {
+        String::from("…")
+    }
+}
+
+/// Connection exceptions (08), a refused login (28), transaction rollbacks (40: serialisation
 /// failure, deadlock), insufficient resources (53), operator intervention
 /// (57: statement timeout, server shutdown) and system errors (58).
 fn is_transient_state(state: &SqlState) -> bool {
     let code = state.code();
-    ["08", "40", "53", "57", "58"]
-        .iter()
-        .any(|class| code.starts_with(class))
+    // 55P03: lock_timeout passed waiting for another session's lock.
+    // 28: the login was refused (a wrong or rotated password): an operator
+    // fixes it, the messages wait; never a reason to dead-letter them.
+    code == "55P03"
+        || ["08", "28", "40", "53", "57", "58"]
+            .iter()
+            .any(|class| code.starts_with(class))
 }
 
 /// Syntax errors and access rules (42: unknown table or column, missing
@@ -447,6 +563,8 @@ mod tests {
         assert!(is_transient_state(&SqlState::QUERY_CANCELED));
         assert!(is_transient_state(&SqlState::ADMIN_SHUTDOWN));
         assert!(is_transient_state(&SqlState::CONNECTION_FAILURE));
+        assert!(is_transient_state(&SqlState::LOCK_NOT_AVAILABLE));
+        assert!(is_transient_state(&SqlState::INVALID_PASSWORD));
         assert!(!is_transient_state(&SqlState::UNIQUE_VIOLATION));
         assert!(!is_transient_state(&SqlState::NOT_NULL_VIOLATION));
         assert!(!is_transient_state(&SqlState::INVALID_TEXT_REPRESENTATION));

@@ -7,7 +7,12 @@
 //!   runs `execute` (numbers bind as integers, strings as text);
 //! - `{"connection": "events", "columns_of": "table"}` calls `columns`;
 //! - `{"environment": true}` looks for credentials in what the sandbox shows:
-//!   environment variables and arguments.
+//!   environment variables and arguments;
+//! - `"query": true` runs `query` instead of `execute` (`ok <n> rows`);
+//! - `"leave_open": true` runs the statement and keeps the transaction open
+//!   in the instance for later batches (neither commit nor rollback);
+//! - `{"use_left": true, "statement": "..."}` runs the statement on the
+//!   transaction a former probe left open (`ok ...`, or the host's error).
 //!
 //! The outcome goes to the host log as one line
 //! `probe <sequence>: ok <detail>` or `probe <sequence>: <error-kind>: <message>`.
@@ -30,6 +35,12 @@ use sinkhost_sdk_http::wit::sinkhost::sink::types::{BatchReport, Envelope, SinkE
 use sinkhost_sdk_sql::wit::sinkhost::sink::sql;
 
 struct Probe;
+
+thread_local! {
+    /// A transaction a `leave_open` probe kept, for a later `use_left`.
+    static LEFT_OPEN: std::cell::RefCell<Option<sql::Transaction>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 fn describe(error: &sql::SqlError) -> String {
     let kind = match error.kind {
@@ -72,11 +83,31 @@ fn run(probe: &Json) -> Result<String, String> {
         .as_array()
         .map(|values| values.iter().map(bind).collect())
         .unwrap_or_default();
+    let run_on = |transaction: &sql::Transaction| {
+        if probe.get("query").is_some() {
+            transaction
+                .query(statement, &params)
+                .map(|rows| format!("{} rows", rows.rows.len()))
+                .map_err(|e| describe(&e))
+        } else {
+            transaction
+                .execute(statement, &params)
+                .map(|rows| format!("{rows} rows"))
+                .map_err(|e| describe(&e))
+        }
+    };
+    if probe.get("use_left").is_some() {
+        return LEFT_OPEN.with(|left| match left.borrow().as_ref() {
+            Some(transaction) => run_on(transaction),
+            None => Err(String::from("no transaction was left open")),
+        });
+    }
     let transaction = sql::begin(connection).map_err(|e| describe(&e))?;
-    let outcome = transaction
-        .execute(statement, &params)
-        .map(|rows| format!("{rows} rows"))
-        .map_err(|e| describe(&e));
+    let outcome = run_on(&transaction);
+    if probe.get("leave_open").is_some() {
+        LEFT_OPEN.with(|left| *left.borrow_mut() = Some(transaction));
+        return outcome.map(|detail| format!("{detail} (left open)"));
+    }
     let _ = transaction.rollback();
     outcome
 }
