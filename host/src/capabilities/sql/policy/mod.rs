@@ -149,6 +149,12 @@ impl StatementPolicy {
                     .into(),
             ));
         }
+        // The statement's own kind first: the most useful message.
+        if let Some((kind, what)) = base_kind(statement) {
+            if !self.kinds.contains(&kind) {
+                return Err(self.kind_refusal(kind, what));
+            }
+        }
         let needs = walker::Walker::new(walker::Grant {
             driver: self.driver,
             tables: &self.tables,
@@ -214,6 +220,20 @@ fn is_ddl(statement: &sqlparser::ast::Statement) -> bool {
             | S::Truncate { .. }
             | S::Comment { .. }
     )
+}
+
+/// The kind a DML statement needs whatever its clauses, with its name.
+fn base_kind(statement: &sqlparser::ast::Statement) -> Option<(StatementKind, &'static str)> {
+    use sqlparser::ast::Statement as S;
+    match statement {
+        S::Query { .. } => Some((StatementKind::Select, "SELECT")),
+        S::Insert(insert) if insert.replace_into => Some((StatementKind::Replace, "REPLACE INTO")),
+        S::Insert { .. } => Some((StatementKind::Insert, "INSERT")),
+        S::Merge { .. } => Some((StatementKind::Merge, "MERGE")),
+        S::Update { .. } => Some((StatementKind::Update, "UPDATE")),
+        S::Delete { .. } => Some((StatementKind::Delete, "DELETE")),
+        _ => None,
+    }
 }
 
 /// The kind of the top-level statement; `None` for DDL.
