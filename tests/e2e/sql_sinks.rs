@@ -569,16 +569,25 @@ fn the_sinks_statements_pass_the_host_policy_in_every_dialect() {
         StatementPolicy::new(&ddl_grant)
             .check(&script)
             .unwrap_or_else(|refusal| panic!("{driver} table script: {refusal}"));
+        // `on_conflict: update` changes existing rows: it needs `upsert` too.
+        let mut upsert_grant = grant.clone();
+        upsert_grant.statements.push(sinkhost::config::StatementKind::Upsert);
+        let upsert_policy = StatementPolicy::new(&upsert_grant);
         for config in configs {
+            let updates = config.contains("\"update\"");
             let sink = DatabaseSink::new(dialect, config).expect("sink config");
-            policy
-                .check(sink.statement())
-                .unwrap_or_else(|refusal| panic!("{driver}: {refusal}\n{}", sink.statement()));
             let parsed = sinkhost_sdk_sql::config::SinkConfig::parse(config).expect("sink config");
             let multi_row = dialect.upsert_rows(&parsed, 500);
-            policy
-                .check(&multi_row)
-                .unwrap_or_else(|refusal| panic!("{driver} multi-row: {refusal}"));
+            for statement in [sink.statement(), multi_row.as_str()] {
+                if updates {
+                    let refusal = policy.check(statement).expect_err("update needs upsert");
+                    assert!(refusal.0.contains("\"upsert\""), "{driver}: {refusal}");
+                }
+                let policy = if updates { &upsert_policy } else { &policy };
+                policy
+                    .check(statement)
+                    .unwrap_or_else(|refusal| panic!("{driver}: {refusal}\n{statement}"));
+            }
         }
     }
 }

@@ -156,19 +156,33 @@ impl SqlDriver {
     }
 }
 
-/// A kind of statement a grant may allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A kind of statement a grant may allow. Kinds are exact: a statement
+/// needs every kind its parts need (`INSERT ... ON CONFLICT DO UPDATE ...
+/// RETURNING` needs `upsert` and `returning`), and no kind includes another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatementKind {
-    /// `INSERT` (with `ON CONFLICT` / `ON DUPLICATE KEY UPDATE`).
+    /// `INSERT` that only adds rows: plain, `ON CONFLICT DO NOTHING`, or
+    /// MySQL `ON DUPLICATE KEY UPDATE k = k` (an identity that changes no
+    /// row).
     Insert,
-    /// `MERGE`.
+    /// MySQL `REPLACE INTO` (deletes the conflicting row, then inserts).
+    Replace,
+    /// An insert that changes existing rows on a key conflict:
+    /// `ON CONFLICT ... DO UPDATE`, `ON DUPLICATE KEY UPDATE c = VALUES(c)`,
+    /// and a `MERGE`'s `WHEN MATCHED THEN UPDATE`.
+    Upsert,
+    /// `RETURNING` on `INSERT`, `UPDATE` or `DELETE` (reads rows back),
+    /// needed on top of the statement's own kind.
+    Returning,
+    /// `MERGE` (its `WHEN NOT MATCHED THEN INSERT`; an `UPDATE` branch
+    /// needs `upsert` too, a `DELETE` branch `delete`).
     Merge,
     /// `UPDATE`.
     Update,
     /// `DELETE`.
     Delete,
-    /// `SELECT` (not `SELECT ... INTO`).
+    /// `SELECT` (not `SELECT ... INTO`, not `FOR UPDATE`).
     Select,
 }
 
@@ -177,10 +191,27 @@ impl StatementKind {
     pub fn keyword(self) -> &'static str {
         match self {
             StatementKind::Insert => "INSERT",
+            StatementKind::Replace => "REPLACE",
+            StatementKind::Upsert => "UPSERT",
+            StatementKind::Returning => "RETURNING",
             StatementKind::Merge => "MERGE",
             StatementKind::Update => "UPDATE",
             StatementKind::Delete => "DELETE",
             StatementKind::Select => "SELECT",
+        }
+    }
+
+    /// The name in the config (`"upsert"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StatementKind::Insert => "insert",
+            StatementKind::Replace => "replace",
+            StatementKind::Upsert => "upsert",
+            StatementKind::Returning => "returning",
+            StatementKind::Merge => "merge",
+            StatementKind::Update => "update",
+            StatementKind::Delete => "delete",
+            StatementKind::Select => "select",
         }
     }
 }
@@ -240,7 +271,7 @@ impl SqlGrant {
         if self.statements.is_empty() {
             return Err(Invalid::new(
                 field("statements"),
-                "must list at least one of insert, merge, update, delete, select",
+                "must list at least one of insert, replace, upsert, returning, merge, update, delete, select",
             ));
         }
         if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {

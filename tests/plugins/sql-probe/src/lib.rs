@@ -5,6 +5,10 @@
 //! then rolled back:
 //! - `{"connection": "events", "statement": "...", "params": [1, "text", null]}`
 //!   runs `execute` (numbers bind as integers, strings as text);
+//!   with `"show_rows": true` it runs `query` instead and logs the rows it
+//!   got back; with `"commit": true` the transaction is committed instead of
+//!   rolled back (so an effect the host failed to refuse would persist);
+//!   with `"timed": true` the line ends with ` [took <n> ms]`;
 //! - `{"connection": "events", "columns_of": "table"}` calls `columns`;
 //! - `{"environment": true}` looks for credentials in what the sandbox shows:
 //!   environment variables and arguments;
@@ -84,7 +88,12 @@ fn run(probe: &Json) -> Result<String, String> {
         .map(|values| values.iter().map(bind).collect())
         .unwrap_or_default();
     let run_on = |transaction: &sql::Transaction| {
-        if probe.get("query").is_some() {
+        if probe.get("show_rows").and_then(Json::as_bool) == Some(true) {
+            transaction
+                .query(statement, &params)
+                .map(|rows| format!("rows {}", show_rows(&rows)))
+                .map_err(|e| describe(&e))
+        } else if probe.get("query").is_some() {
             transaction
                 .query(statement, &params)
                 .map(|rows| format!("{} rows", rows.rows.len()))
@@ -108,8 +117,36 @@ fn run(probe: &Json) -> Result<String, String> {
         LEFT_OPEN.with(|left| *left.borrow_mut() = Some(transaction));
         return outcome.map(|detail| format!("{detail} (left open)"));
     }
-    let _ = transaction.rollback();
+    if probe.get("commit").and_then(Json::as_bool) == Some(true) && outcome.is_ok() {
+        transaction.commit().map_err(|e| describe(&e))?;
+    } else {
+        let _ = transaction.rollback();
+    }
     outcome
+}
+
+/// The rows as one line: `[[a, b], [c, d]]`.
+fn show_rows(rows: &sql::Rows) -> String {
+    let shown: Vec<String> = rows
+        .rows
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|value| match value {
+                    sql::Value::Null => "null".to_string(),
+                    sql::Value::Boolean(flag) => flag.to_string(),
+                    sql::Value::Integer(n) => n.to_string(),
+                    sql::Value::Float(x) => x.to_string(),
+                    sql::Value::Text(text) | sql::Value::Json(text) => text.clone(),
+                    sql::Value::Bytes(bytes) => format!("{} bytes", bytes.len()),
+                    sql::Value::Timestamp(nanos) => nanos.to_string(),
+                })
+                .collect();
+            format!("[{}]", cells.join(", "))
+        })
+        .collect();
+    format!("[{}]", shown.join(", "))
 }
 
 impl Guest for Probe {
@@ -120,10 +157,18 @@ impl Guest for Probe {
     fn write_batch(batch: Vec<Envelope>) -> Result<BatchReport, SinkError> {
         for envelope in &batch {
             let line = match serde_json::from_slice::<Json>(&envelope.payload) {
-                Ok(probe) => match run(&probe) {
-                    Ok(detail) => format!("ok {detail}"),
-                    Err(error) => error,
-                },
+                Ok(probe) => {
+                    let started = std::time::Instant::now();
+                    let line = match run(&probe) {
+                        Ok(detail) => format!("ok {detail}"),
+                        Err(error) => error,
+                    };
+                    if probe.get("timed").and_then(Json::as_bool) == Some(true) {
+                        format!("{line} [took {} ms]", started.elapsed().as_millis())
+                    } else {
+                        line
+                    }
+                }
                 Err(err) => format!("bad probe: {err}"),
             };
             log(
