@@ -201,7 +201,8 @@ fn sql_error_to_wit(error: SqlError) -> wit_sql::SqlError {
         },
         code: error.code,
         row: error.row,
-        message: error.message,
+        // Cut and escaped: it reaches the host log and every DLQ record.
+        message: super::state::clean_message(&error.message),
     }
 }
 
