@@ -592,7 +592,9 @@ struct QuotaStream {
 }
 
 fn stream_no_space() -> StreamError {
-    StreamError::LastOperationFailed(wasmtime::Error::new(no_space()))
+    // As wasmtime-wasi's own file streams build theirs, so that
+    // `filesystem-error-code` finds the `io::Error` (and its errno).
+    StreamError::LastOperationFailed(no_space().into())
 }
 
 #[wasmtime_wasi::async_trait]

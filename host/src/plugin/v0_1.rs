@@ -201,8 +201,7 @@ fn sql_error_to_wit(error: SqlError) -> wit_sql::SqlError {
         },
         code: error.code,
         row: error.row,
-        // Cut and escaped: it reaches the host log and every DLQ record.
-        message: super::state::clean_message(&error.message),
+        message: error.message,
     }
 }
 
@@ -293,7 +292,8 @@ fn sink_error(error: wit::SinkError) -> SinkError {
             wit::ErrorKind::Transient => ErrorKind::Transient,
             wit::ErrorKind::Permanent => ErrorKind::Permanent,
         },
-        message: error.message,
+        // Cut and escaped: it reaches the host log and every DLQ record.
+        message: super::state::clean_message(&error.message),
     }
 }
 
