@@ -388,7 +388,10 @@ fn symlink_escape(cfg: &Config, batch: &[Envelope]) -> Result<BatchReport, SinkE
     let mut lines = Vec::new();
     for (name, target) in [("up", ".."), ("sec", "../secret.txt"), ("self", ".")] {
         let link = format!("{dir}/{name}");
-        lines.push(format!("symlink {name} -> {target}: {:?}", symlink(target, &link)));
+        lines.push(format!(
+            "symlink {name} -> {target}: {:?}",
+            symlink(target, &link)
+        ));
     }
     // `pre-*` links are left by the host side (the test) before the run.
     for path in [
