@@ -108,6 +108,7 @@ fn main() {
         );
     }
     custody_breakdown(&envelopes);
+    hostile_headers();
 }
 
 /// Where custody's time goes: the three hash inputs, built separately.
@@ -139,4 +140,54 @@ fn custody_breakdown(envelopes: &[Envelope]) {
     time("metadata document + canonical bytes", &|e| {
         canonical::to_canonical_bytes(&metadata::metadata_document(e, &e.payload, None)).len()
     });
+}
+
+/// Per-message cost of screening a hostile message: many labels in
+/// `Nats-Sinks-Labels`, or many tiny headers. Before the caps these were
+/// quadratic; now a message past a cap is refused (DLQ) after one linear
+/// pass. Reports the outcome too (`pass` or `reject`).
+fn hostile_headers() {
+    // Custody on: its metadata document walks the headers again.
+    let pipeline = SecurityPipeline::from_config(&config(false, false, true)).expect("pipeline");
+    println!();
+    println!("| hostile message | µs per message | outcome |");
+    println!("| --- | ---: | --- |");
+    let run = |name: String, headers: Vec<(String, String)>| {
+        let mut base = envelope(0);
+        base.headers = headers;
+        let rounds = 50usize;
+        let started = Instant::now();
+        let mut outcome = "";
+        for _ in 0..rounds {
+            outcome = match pipeline.screen(base.clone()) {
+                Screening::Pass(_) => "pass",
+                Screening::Reject { .. } => "reject",
+                Screening::Retry { .. } => "retry",
+            };
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "| {name} | {:.1} | {outcome} |",
+            seconds * 1e6 / rounds as f64
+        );
+    };
+    for labels in [10usize, 1_000, 4_000, 10_000] {
+        let value: Vec<String> = (0..labels).map(|i| format!("label-{i}")).collect();
+        run(
+            format!("{labels} labels"),
+            vec![("Nats-Sinks-Labels".to_string(), value.join(";"))],
+        );
+    }
+    for count in [100usize, 4_000] {
+        let headers = (0..count)
+            .map(|i| (format!("X-H{i}"), "v".to_string()))
+            .collect();
+        run(format!("{count} headers"), headers);
+    }
+    for count in [100usize, 4_000] {
+        let headers = (0..count)
+            .map(|i| (format!("Nats-H{i}"), "v".to_string()))
+            .collect();
+        run(format!("{count} Nats- headers"), headers);
+    }
 }

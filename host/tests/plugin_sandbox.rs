@@ -95,6 +95,7 @@ fn grant(host_path: &Path, guest_path: &str, access: FileAccess) -> FileGrant {
         host_path: host_path.to_path_buf(),
         guest_path: guest_path.to_string(),
         access,
+        quota_bytes: None,
     }
 }
 

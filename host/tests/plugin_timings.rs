@@ -120,6 +120,7 @@ async fn load_and_call_timings() {
             host_path: out.path().to_path_buf(),
             guest_path: "/out".into(),
             access: FileAccess::ReadWrite,
+            quota_bytes: None,
         }],
         ..Grants::default()
     };

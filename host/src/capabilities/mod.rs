@@ -87,6 +87,11 @@ impl PreparedGrants {
         self.http.hooks()
     }
 
+    /// The granted directories (their quotas are shared by every instance).
+    pub fn files(&self) -> &Files {
+        &self.files
+    }
+
     /// The granted databases, shared by every instance.
     pub fn sql(&self) -> &Sql {
         &self.sql

@@ -155,6 +155,12 @@ pub struct FileGrant {
     /// `read-only` or `read-write`.
     #[serde(default)]
     pub access: FileAccess,
+    /// Most bytes the directory may hold (`read-write` only): its usage
+    /// when the plugin is loaded plus every byte the plugin writes or
+    /// grows a file by, never credited back. A write past it fails with
+    /// `insufficient-space`. None: no quota (the host's disk is the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
 }
 
 /// Access to a granted directory.

@@ -111,7 +111,7 @@ pub fn body(
     };
     if config.include_error {
         fields.insert("error_type".into(), json!(error_type));
-        fields.insert("error".into(), json!(error));
+        fields.insert("error".into(), json!(capped_error(error)));
     }
     if envelope.timestamp_ns > 0 {
         fields.insert(
@@ -130,6 +130,24 @@ pub fn body(
     }
     // serde_json's map is ordered by key, so this is the sorted compact form.
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// Longest `error` text a DLQ record carries. Sink and fault messages are
+/// already cut where they enter the host; this bounds every other source
+/// (a screening reason quoting publisher values) in the stream that keeps
+/// them.
+pub const MAX_DLQ_ERROR_BYTES: usize = 4096;
+
+/// `error` cut to [`MAX_DLQ_ERROR_BYTES`] on a character boundary.
+fn capped_error(error: &str) -> std::borrow::Cow<'_, str> {
+    if error.len() <= MAX_DLQ_ERROR_BYTES {
+        return std::borrow::Cow::Borrowed(error);
+    }
+    let mut end = MAX_DLQ_ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &error[..end]))
 }
 
 /// The DLQ message headers.

@@ -466,7 +466,7 @@ impl PluginHost {
             Err(message) => Err(PluginFault::Init {
                 message: format!(
                     "the plugin rejected its `sink` config: {}",
-                    one_line(&message)
+                    state::clean_message(&one_line(&message))
                 ),
             }),
         }
@@ -500,8 +500,10 @@ impl PluginHost {
             usize::try_from(inner.limits.memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
         let state =
             StoreState::with_http(wasi.build(), inner.grants.http_hooks(), memory_bytes, log)
-                .with_sql(inner.grants.sql().clone().with_query_bytes(memory_bytes));
+                .with_sql(inner.grants.sql().clone().with_query_bytes(memory_bytes))
+                .with_files(inner.grants.files().guard());
         let mut store = Store::new(&inner.engine, state);
+        store.set_hostcall_fuel(state::hostcall_fuel(memory_bytes));
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut context| Ok(context.data_mut().deadline.on_tick()));
         Ok(store)
@@ -814,6 +816,8 @@ fn check_imports(
 fn prepare(engine: &Engine, component: &Component, version: &str) -> wasmtime::Result<Prepared> {
     let mut linker: Linker<StoreState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    // The host's bounded filesystem in front of wasmtime-wasi's.
+    crate::capabilities::files::add_to_linker(&mut linker, StoreState::guarded_fs)?;
     // Always linked: with no `http` grant every request is refused by the
     // hooks, and `check_imports` already refused a plugin that needs one.
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;

@@ -14,6 +14,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::capabilities::files::{FsGuard, FsGuardView};
 use crate::capabilities::{HttpHooks, Sql};
 
 /// Longest log line kept from a plugin; the rest is cut, so one huge line
@@ -24,6 +25,19 @@ pub const MAX_LOG_LINE_BYTES: usize = 4 * 1024;
 /// call, not per instance: a long-lived instance that logs a line per batch
 /// must not fall silent after a few days.
 pub const MAX_OUTPUT_BYTES_PER_CALL: usize = 256 * 1024;
+/// Longest sink error message kept (a `write-batch` failure or an `init`
+/// error): it goes into the host log and into the DLQ record of every
+/// failed message, so a plugin cannot grow either with one huge string.
+pub const MAX_SINK_ERROR_BYTES: usize = 1024;
+/// Share of the instance's `memory_mb` that one guest-to-host call may copy
+/// into host memory (strings, lists: wasmtime's "hostcall fuel"; its
+/// default is a fixed 128 MiB whatever the instance's limit). A quarter
+/// leaves the guest room for its own copy and keeps the host's per-call
+/// allocation proportional to what the operator granted.
+pub const HOSTCALL_FUEL_SHARE: usize = 4;
+/// The least hostcall fuel of any instance, so a tiny `memory_mb` still
+/// allows ordinary log lines and SQL parameters.
+pub const MIN_HOSTCALL_FUEL_BYTES: usize = MIB;
 /// Table elements per table: far above what real guests use, small enough
 /// that a runaway `table.grow` cannot eat the host's memory.
 pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -36,6 +50,10 @@ pub const MAX_TABLES: usize = MAX_INSTANCES * 4;
 pub const MAX_MEMORIES: usize = MAX_INSTANCES;
 
 const MIB: usize = 1024 * 1024;
+/// What one log line costs from the output budget at least (about the size
+/// of the host's own fields on the line): empty or one-byte lines are not
+/// free.
+const MIN_LOG_CALL_COST: usize = 64;
 
 /// The data of one plugin instance's store.
 pub struct StoreState {
@@ -55,6 +73,8 @@ pub struct StoreState {
     pub deadline: Deadline,
     /// Where the plugin's log calls and stdio go.
     pub log: PluginLog,
+    /// Descriptor count and quotas of the `files` grant.
+    files: FsGuard,
 }
 
 impl StoreState {
@@ -75,6 +95,24 @@ impl StoreState {
             limiter: MemoryLimiter::new(memory_limit_bytes),
             deadline: Deadline::default(),
             log,
+            files: FsGuard::default(),
+        }
+    }
+
+    /// The same state with the `files` grant's limits.
+    pub fn with_files(mut self, files: FsGuard) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// The guarded `wasi:filesystem` view (see `capabilities::files`).
+    pub fn guarded_fs(&mut self) -> FsGuardView<'_> {
+        FsGuardView {
+            fs: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            guard: &mut self.files,
         }
     }
 
@@ -322,8 +360,14 @@ impl PluginLog {
     /// Logs one line (cut to [`MAX_LOG_LINE_BYTES`], control characters
     /// escaped so a plugin cannot forge host log lines), within the budget.
     pub fn line(&self, level: LogLevel, stream: &str, text: &str) {
-        let text = sanitize(cut(text.trim_end(), MAX_LOG_LINE_BYTES));
-        if !self.spend(text.len().max(1)) {
+        let clean = sanitize(cut(text.trim_end(), MAX_LOG_LINE_BYTES));
+        // Escaping can grow a line (a control character becomes up to 10
+        // bytes): cut again, so a logged line never exceeds the cap.
+        let text = cut(&clean, MAX_LOG_LINE_BYTES);
+        // A log call costs at least a small fixed amount, so a plugin
+        // making one call per byte runs out of budget as fast as one
+        // writing long lines.
+        if !self.spend(text.len().max(MIN_LOG_CALL_COST)) {
             return;
         }
         let name = &*self.name;
@@ -372,15 +416,54 @@ fn cut(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Escapes control characters (newlines, ANSI escapes...) so one plugin line
-/// stays one host log line.
+/// Bytes of guest-to-host copies allowed per host call for an instance
+/// limited to `memory_bytes` (see [`HOSTCALL_FUEL_SHARE`]).
+pub fn hostcall_fuel(memory_bytes: usize) -> usize {
+    (memory_bytes / HOSTCALL_FUEL_SHARE).max(MIN_HOSTCALL_FUEL_BYTES)
+}
+
+/// A message from the plugin (a sink error, an `init` error) made safe for
+/// the host log and the DLQ: cut to [`MAX_SINK_ERROR_BYTES`] (before and
+/// after escaping) and escaped to one line.
+pub fn clean_message(text: &str) -> String {
+    let cut_to = |t: &str| cut(t, MAX_SINK_ERROR_BYTES).to_string();
+    let clean = sanitize(cut(text.trim_end(), MAX_SINK_ERROR_BYTES));
+    if clean.len() > MAX_SINK_ERROR_BYTES {
+        return format!("{}…", cut_to(&clean));
+    }
+    if text.trim_end().len() > MAX_SINK_ERROR_BYTES {
+        return format!("{clean}…");
+    }
+    clean.into_owned()
+}
+
+/// Characters that could make one plugin line look like several host lines
+/// or rewrite the terminal: control characters (C0, DEL, C1: newlines,
+/// carriage returns, ANSI escapes), Unicode line and paragraph separators,
+/// and the bidirectional overrides that reorder what a reader sees.
+fn must_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+/// Escapes [`must_escape`] characters so one plugin line stays one host log
+/// line.
 fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(must_escape) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut clean = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if must_escape(c) {
             clean.extend(c.escape_default());
         } else {
             clean.push(c);
@@ -547,6 +630,48 @@ mod tests {
         assert_eq!(sanitize("plain"), "plain");
         assert_eq!(sanitize("a\nFAKE host line"), "a\\nFAKE host line");
         assert_eq!(sanitize("\u{1b}[31mred"), "\\u{1b}[31mred");
+    }
+
+    #[test]
+    fn line_separators_and_bidi_overrides_are_escaped() {
+        assert_eq!(sanitize("a\u{2028}b"), "a\\u{2028}b");
+        assert_eq!(sanitize("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(
+            sanitize("\r\nlevel=ERROR forged"),
+            "\\r\\nlevel=ERROR forged"
+        );
+    }
+
+    #[test]
+    fn sink_messages_are_cut_and_escaped() {
+        assert_eq!(clean_message("disk full\n"), "disk full");
+        assert_eq!(clean_message("a\nb"), "a\\nb");
+        let long = clean_message(&"x".repeat(10 * MAX_SINK_ERROR_BYTES));
+        assert!(long.len() <= MAX_SINK_ERROR_BYTES + 3, "{}", long.len());
+        assert!(long.ends_with('…'));
+        let escaped = clean_message(&"\u{1b}".repeat(MAX_SINK_ERROR_BYTES));
+        assert!(
+            escaped.len() <= MAX_SINK_ERROR_BYTES + 3,
+            "{}",
+            escaped.len()
+        );
+        assert!(!escaped.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn hostcall_fuel_follows_memory() {
+        assert_eq!(hostcall_fuel(64 * MIB), 16 * MIB);
+        assert_eq!(hostcall_fuel(1024 * MIB), 256 * MIB);
+        assert_eq!(hostcall_fuel(0), MIB);
+    }
+
+    #[test]
+    fn tiny_log_calls_still_cost_budget() {
+        let log = PluginLog::new("t".into());
+        let calls = (0..MAX_OUTPUT_BYTES_PER_CALL)
+            .take_while(|_| log.spend(MIN_LOG_CALL_COST))
+            .count();
+        assert_eq!(calls, MAX_OUTPUT_BYTES_PER_CALL / MIN_LOG_CALL_COST);
     }
 
     #[test]

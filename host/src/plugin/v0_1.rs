@@ -296,7 +296,8 @@ fn sink_error(error: wit::SinkError) -> SinkError {
             wit::ErrorKind::Transient => ErrorKind::Transient,
             wit::ErrorKind::Permanent => ErrorKind::Permanent,
         },
-        message: error.message,
+        // Cut and escaped: it reaches the host log and every DLQ record.
+        message: super::state::clean_message(&error.message),
     }
 }
 

@@ -22,6 +22,8 @@
 //! a message outside them is rejected ([`MetadataRejection`], a permanent
 //! failure: DLQ).
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{json, Value};
 
 use crate::config::{MessageMetadataConfig, SecurityLabelsConfig};
@@ -43,12 +45,15 @@ pub(crate) fn has_ascii_control(text: &str) -> bool {
 
 /// Labels normalised as the reference does: each item split on `;`,
 /// trimmed, empties dropped, duplicates removed keeping the first.
+/// Linear in the input: duplicates are found with a hash set (this runs for
+/// every delivery, on a publisher-controlled header).
 pub(crate) fn normalize_labels<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: HashSet<&'a str> = HashSet::new();
     for item in items {
         for part in py_strip(item).split(';') {
             let part = py_strip(part);
-            if !part.is_empty() && !out.iter().any(|seen| seen == part) {
+            if !part.is_empty() && seen.insert(part) {
                 out.push(part.to_string());
             }
         }
@@ -63,6 +68,45 @@ pub(crate) fn clean_default(value: Option<&str>) -> Option<String> {
         .map(py_strip)
         .filter(|v| !v.is_empty())
         .map(str::to_string)
+}
+
+/// Most headers one message may carry. Real messages carry tens; JetStream
+/// lets a publisher send thousands of tiny ones inside its header limit, and
+/// every header is walked (and folded) on every delivery before any
+/// signature is checked. Past this the message is refused (DLQ).
+pub const MAX_HEADERS: usize = 1_024;
+/// Most header bytes (names plus values) one message may carry: the 64 KiB
+/// JetStream header limit, so any message a default server accepts fits,
+/// and no larger input reaches the normaliser.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Most distinct labels one message may carry (`Nats-Sinks-Labels` after
+/// splitting and de-duplication). Each label is copied into the envelope of
+/// every batch, signed over and stored; real messages carry a handful.
+pub const MAX_LABELS: usize = 1_024;
+
+/// Refuses a message whose headers are past [`MAX_HEADERS`] or
+/// [`MAX_HEADER_BYTES`]. One pass over the headers, nothing allocated:
+/// this runs before any other work on them.
+pub fn check_header_limits(headers: &[(String, String)]) -> Result<(), MetadataRejection> {
+    if headers.len() > MAX_HEADERS {
+        return Err(MetadataRejection {
+            reason: format!(
+                "message has {} headers; at most {MAX_HEADERS} are accepted",
+                headers.len()
+            ),
+        });
+    }
+    let bytes = headers.iter().fold(0usize, |sum, (name, value)| {
+        sum.saturating_add(name.len()).saturating_add(value.len())
+    });
+    if bytes > MAX_HEADER_BYTES {
+        return Err(MetadataRejection {
+            reason: format!(
+                "message headers hold {bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Value of the `profile` field of every security-label profile.
@@ -244,6 +288,7 @@ impl MetadataPolicy {
         subject: &str,
         headers: &[(String, String)],
     ) -> Result<MessageMetadata, MetadataRejection> {
+        check_header_limits(headers)?;
         let headers = normalized_headers(headers);
         let matching = || {
             self.rules
@@ -269,6 +314,14 @@ impl MetadataPolicy {
                 .find_map(|rule| rule.labels.clone())
                 .unwrap_or_else(|| self.labels_default.clone()),
         };
+        if labels.len() > MAX_LABELS {
+            return Err(MetadataRejection {
+                reason: format!(
+                    "message has {} labels; at most {MAX_LABELS} are accepted",
+                    labels.len()
+                ),
+            });
+        }
         let security_labels = match &self.security_labels {
             None => None,
             Some(policy) => {
@@ -761,16 +814,23 @@ fn folds_to(name: &str, folded: &str) -> bool {
 /// Headers as the reference (and the file sink's record) keep them: names
 /// trimmed, empty names and names with control characters dropped, one entry
 /// per exact name (the last value, at the position of the first).
+///
+/// Linear in the number of headers: each name's position is kept in a hash
+/// map (a publisher controls how many headers a message has).
 pub fn normalized_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::with_capacity(headers.len());
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(headers.len());
     for (name, value) in headers {
         let name = py_strip(name);
         if name.is_empty() || has_ascii_control(name) {
             continue;
         }
-        match out.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1.clone_from(value),
-            None => out.push((name.to_string(), value.clone())),
+        match position.get(name) {
+            Some(&index) => out[index].1.clone_from(value),
+            None => {
+                position.insert(name, out.len());
+                out.push((name.to_string(), value.clone()));
+            }
         }
     }
     out
@@ -820,21 +880,26 @@ const RESERVED_HEADER_NAMES: [&str; 26] = [
 fn reserved_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
     // Each header name is folded once (not once per reserved name).
     let folded: Vec<_> = headers.iter().map(|(name, _)| fold(name)).collect();
+    // First position of each folded name: one pass, then a lookup per
+    // reserved name (linear, not reserved names × headers × `Nats-` names).
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(folded.len());
+    for (index, name) in folded.iter().enumerate() {
+        first.entry(name.as_ref()).or_insert(index);
+    }
     let mut out = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (canonical, wanted) in RESERVED_HEADER_NAMES
         .iter()
         .zip(reserved_header_names_folded())
     {
-        if let Some(index) = folded.iter().position(|f| f == wanted) {
+        if let Some(&index) = first.get(wanted.as_str()) {
             out.push((canonical.to_string(), headers[index].1.clone()));
-            seen.push(wanted);
+            seen.insert(wanted);
         }
     }
     for ((name, value), folded) in headers.iter().zip(&folded) {
-        if folded.starts_with("nats-") && !seen.contains(&folded.as_ref()) {
+        if folded.starts_with("nats-") && seen.insert(folded.as_ref()) {
             out.push((name.clone(), value.clone()));
-            seen.push(folded);
         }
     }
     out
@@ -1190,6 +1255,83 @@ mod tests {
         let metadata: MessageMetadataConfig = serde_json::from_str(metadata).unwrap();
         let labels: SecurityLabelsConfig = serde_json::from_str(labels).unwrap();
         MetadataPolicy::from_config(&metadata, &labels).unwrap()
+    }
+
+    #[test]
+    fn label_dedup_keeps_the_first_of_each_in_order() {
+        assert_eq!(
+            normalize_labels([" b ; a;b;;c ", "a; d"]),
+            vec!["b", "a", "c", "d"]
+        );
+        // Many labels, many duplicates: same order as the old quadratic scan.
+        let value: Vec<String> = (0..5_000).map(|i| format!("l{}", i % 1_000)).collect();
+        let labels = normalize_labels([value.join(";").as_str()]);
+        assert_eq!(labels.len(), 1_000);
+        assert_eq!(labels[0], "l0");
+        assert_eq!(labels[999], "l999");
+    }
+
+    #[test]
+    fn header_dedup_keeps_the_last_value_at_the_first_position() {
+        let h = headers(&[("A", "1"), ("b", "x"), (" A ", "2"), ("", "e"), ("a", "3")]);
+        assert_eq!(
+            normalized_headers(&h),
+            headers(&[("A", "2"), ("b", "x"), ("a", "3")])
+        );
+        let many: Vec<(String, String)> = (0..3_000)
+            .map(|i| (format!("Nats-H{}", i % 700), i.to_string()))
+            .collect();
+        let normal = normalized_headers(&many);
+        assert_eq!(normal.len(), 700);
+        assert_eq!(normal[0], ("Nats-H0".to_string(), "2800".to_string()));
+        assert_eq!(reserved_headers(&normal).len(), 700);
+    }
+
+    #[test]
+    fn too_many_headers_are_refused_before_normalisation() {
+        let p = policy("{}", "{}");
+        let ok: Vec<(String, String)> = (0..MAX_HEADERS)
+            .map(|i| (format!("X-{i}"), String::new()))
+            .collect();
+        assert!(p.apply("a", &ok).is_ok());
+        let mut over = ok.clone();
+        over.push(("X-last".into(), String::new()));
+        let err = p.apply("a", &over).unwrap_err();
+        assert_eq!(err.error_type(), "ValidationError");
+        assert!(
+            err.reason.contains("at most 1024 are accepted"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn too_many_header_bytes_are_refused() {
+        let p = policy("{}", "{}");
+        let fits = headers(&[("X-Big", &"v".repeat(60 * 1024))]);
+        assert!(p.apply("a", &fits).is_ok(), "a 60 KiB value fits");
+        let over = headers(&[("X-Big", &"v".repeat(MAX_HEADER_BYTES))]);
+        let err = p.apply("a", &over).unwrap_err();
+        assert!(err.reason.contains("header"), "{}", err.reason);
+    }
+
+    #[test]
+    fn too_many_labels_are_refused() {
+        let p = policy("{}", "{}");
+        let value = |n: usize| {
+            (0..n)
+                .map(|i| format!("l{i}"))
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        let fits = headers(&[("Nats-Sinks-Labels", &value(MAX_LABELS))]);
+        assert_eq!(p.apply("a", &fits).expect("fits").labels.len(), MAX_LABELS);
+        let over = headers(&[("Nats-Sinks-Labels", &value(MAX_LABELS + 1))]);
+        let err = p.apply("a", &over).unwrap_err();
+        assert!(err.reason.contains("labels"), "{}", err.reason);
+        // Duplicates do not count twice.
+        let dup = headers(&[("Nats-Sinks-Labels", &"x;".repeat(5_000))]);
+        assert_eq!(p.apply("a", &dup).expect("dups").labels, vec!["x"]);
     }
 
     #[test]

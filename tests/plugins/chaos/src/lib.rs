@@ -40,6 +40,22 @@
 //! - `slow`: wait `sleep_ms`, then accept;
 //! - `trap_once_marker`: if `<directory>/trapped` does not exist, create it
 //!   and panic; else accept.
+//! - `open_files`: open (and keep open) up to `count` files in `directory`,
+//!   close them, write `<directory>/.chaos-report` (`opened N: error`),
+//!   then accept;
+//! - `fill_quota`: one write of `mib` MiB, a `set_len` to `mib` MiB, a
+//!   truncate and 64 KiB writes, appends and `create_dir`s, each until it
+//!   fails; the bytes each step got are the message of a permanent error;
+//! - `symlink_escape`: create relative symlinks `up -> ..` and
+//!   `sec -> ../secret.txt`, read through them into `<directory>/leak`,
+//!   write through them; report what worked, then accept;
+//! - `log_flood`: log `mib` MiB in lines holding newlines, ANSI escapes and
+//!   forged `level=ERROR` host lines (log calls and stdout), also one log
+//!   call per byte for `count` calls, then accept;
+//! - `huge_log`: one log call with a `mib` MiB message;
+//! - `huge_error`: a transient error whose message is `mib` MiB;
+//! - `long_error`: a permanent error of 100 KB with newlines and a forged
+//!   log line.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -69,6 +85,13 @@ enum Behaviour {
     TransientThenOk,
     Slow,
     TrapOnceMarker,
+    OpenFiles,
+    FillQuota,
+    SymlinkEscape,
+    LogFlood,
+    HugeLog,
+    HugeError,
+    LongError,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +309,128 @@ fn alloc(cfg: &Config) -> Result<BatchReport, SinkError> {
     )))
 }
 
+fn report(dir: &str, text: &str) -> Result<(), SinkError> {
+    let path = format!("{dir}/.chaos-report");
+    std::fs::write(&path, text).map_err(|e| transient(format!("cannot write {path}: {e}")))
+}
+
+fn open_files(cfg: &Config, batch: &[Envelope]) -> Result<BatchReport, SinkError> {
+    let dir = need_directory(cfg)?;
+    let mut files = Vec::new();
+    let mut error = String::from("none");
+    for i in 0..cfg.count {
+        match std::fs::File::create(format!("{dir}/open-{}", i % 4)) {
+            Ok(file) => files.push(file),
+            Err(e) => {
+                error = e.to_string();
+                break;
+            }
+        }
+    }
+    let opened = files.len();
+    drop(files);
+    report(dir, &format!("opened {opened}: {error}"))?;
+    accept(cfg, batch)
+}
+
+/// Writes with `step` until it fails; the bytes it got and the error.
+fn until_error(mut step: impl FnMut() -> std::io::Result<usize>) -> (usize, String) {
+    let mut total = 0usize;
+    for _ in 0..100_000 {
+        match step() {
+            Ok(n) => total += n,
+            Err(e) => return (total, e.to_string()),
+        }
+    }
+    (total, "no error".into())
+}
+
+fn fill_quota(cfg: &Config) -> Result<BatchReport, SinkError> {
+    use std::io::Write as _;
+    let dir = need_directory(cfg)?;
+    let bytes = usize::try_from(cfg.mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let mut lines = Vec::new();
+    let big = std::fs::write(format!("{dir}/fill-big"), vec![7u8; bytes]);
+    lines.push(format!("big write: {big:?}"));
+    let big = format!("{dir}/fill-big");
+    let grow = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .and_then(|file| file.set_len(bytes as u64));
+    lines.push(format!("set_len: {grow:?}"));
+    let chunk = vec![1u8; 64 * 1024];
+    // Truncating does not give the bytes back: writing again still fails.
+    let (n, e) = match std::fs::File::create(&big) {
+        Ok(mut file) => until_error(|| file.write_all(&chunk).map(|()| chunk.len())),
+        Err(e) => (0, e.to_string()),
+    };
+    lines.push(format!("truncate then chunks: {n} bytes then {e}"));
+    let (n, e) = match std::fs::OpenOptions::new().append(true).open(&big) {
+        Ok(mut file) => until_error(|| file.write_all(&chunk).map(|()| chunk.len())),
+        Err(e) => (0, e.to_string()),
+    };
+    lines.push(format!("append: {n} bytes then {e}"));
+    let (n, e) = until_error(|| {
+        static DEPTH: AtomicU64 = AtomicU64::new(0);
+        let d = DEPTH.fetch_add(1, Ordering::SeqCst);
+        std::fs::create_dir(format!("{dir}/deep-{d}")).map(|()| 1)
+    });
+    lines.push(format!("dirs: {n} then {e}"));
+    // No file for the report: the quota is used up. The error carries it.
+    Err(SinkError {
+        kind: ErrorKind::Permanent,
+        message: lines.join("; "),
+    })
+}
+
+fn symlink_escape(cfg: &Config, batch: &[Envelope]) -> Result<BatchReport, SinkError> {
+    let dir = need_directory(cfg)?;
+    let mut lines = Vec::new();
+    for (name, target) in [("up", ".."), ("sec", "../secret.txt"), ("self", ".")] {
+        let link = format!("{dir}/{name}");
+        lines.push(format!(
+            "symlink {name} -> {target}: {:?}",
+            symlink(target, &link)
+        ));
+    }
+    // `pre-*` links are left by the host side (the test) before the run.
+    for path in [
+        format!("{dir}/up/secret.txt"),
+        format!("{dir}/sec"),
+        format!("{dir}/pre-up/secret.txt"),
+        format!("{dir}/pre-sec"),
+    ] {
+        match std::fs::read(&path) {
+            Ok(secret) => {
+                lines.push(format!("READ {path}"));
+                let _ = std::fs::write(format!("{dir}/leak"), &secret);
+            }
+            Err(e) => lines.push(format!("read {path}: {e}")),
+        }
+        let written = std::fs::write(&path, b"overwritten by the plugin");
+        lines.push(format!("write {path}: {written:?}"));
+    }
+    let _ = report(dir, &lines.join("\n"));
+    accept(cfg, batch)
+}
+
+const FORGED: &str = "\n2026-01-01T00:00:00.000000Z ERROR sinkhost: level=ERROR msg=\"FORGED host line\"\r\n\u{1b}[2K\u{1b}[1Gforged";
+
+fn log_flood(cfg: &Config, batch: &[Envelope]) -> Result<BatchReport, SinkError> {
+    let bytes = usize::try_from(cfg.mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    let line = format!("flood {FORGED} {}", "y".repeat(8 * 1024));
+    let mut sent = 0usize;
+    while sent < bytes {
+        log(Level::Error, &line);
+        println!("{line}");
+        sent += 2 * line.len();
+    }
+    for _ in 0..cfg.count {
+        log(Level::Info, "z");
+    }
+    accept(cfg, batch)
+}
+
 struct Chaos;
 
 impl Guest for Chaos {
@@ -359,6 +504,23 @@ impl Guest for Chaos {
                 report.failures.sort_by_key(|f| f.index);
                 Ok(report)
             }
+            Behaviour::OpenFiles => open_files(&cfg, &batch),
+            Behaviour::FillQuota => fill_quota(&cfg),
+            Behaviour::SymlinkEscape => symlink_escape(&cfg, &batch),
+            Behaviour::LogFlood => log_flood(&cfg, &batch),
+            Behaviour::HugeLog => {
+                let bytes = usize::try_from(cfg.mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+                log(Level::Error, &"h".repeat(bytes));
+                Err(transient("chaos: a huge log call went through"))
+            }
+            Behaviour::HugeError => {
+                let bytes = usize::try_from(cfg.mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+                Err(transient("e".repeat(bytes)))
+            }
+            Behaviour::LongError => Err(SinkError {
+                kind: ErrorKind::Permanent,
+                message: format!("long error{FORGED}{}", "q\n".repeat(50_000)),
+            }),
             Behaviour::TransientThenOk => transient_then_ok(&cfg, &batch),
             Behaviour::Slow => slow(&cfg, &batch),
             Behaviour::TrapOnceMarker => {
