@@ -758,7 +758,9 @@ impl PreparedOrigin {
             .iter()
             .find(|address| !self.permits_address(address.ip()))
         {
-            tracing::warn!(
+            // The rate-limited refusal line is written by the caller
+            // (`Refusals::record`); this one is for debugging the range.
+            tracing::debug!(
                 origin = %self.origin,
                 address = %refused.ip(),
                 range = special_purpose(refused.ip()).unwrap_or("-"),
@@ -902,10 +904,6 @@ async fn send(
 ) -> Result<(Response<WasiBody>, IoFuture), HttpError> {
     let target = Target::from_uri(request.uri()).ok_or(HttpError::HttpRequestUriInvalid)?;
     let Some(granted) = http.find(&target) else {
-        tracing::warn!(
-            target_origin = %target,
-            "plugin request refused: origin not granted (plugin.grants.http)"
-        );
         http.refusals.record(
             Http::NAME,
             format!("request to {target}: origin not granted"),
