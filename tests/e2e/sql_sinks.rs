@@ -594,15 +594,15 @@ fn the_sinks_statements_pass_the_host_policy_in_every_dialect() {
 
 /// The Oracle sink end to end against a real Oracle Database, when one is
 /// given: `SINKHOST_ORACLE_URL=oracle://user:password@host:1521/service`.
-/// The user needs CREATE TABLE. Without the variable the test says so and
-/// passes: no Oracle server can be had on CI machines (docs/oracle-sink.md).
+/// The user needs CREATE TABLE. Ignored by default: no Oracle server can be
+/// had on CI machines (docs/oracle-sink.md); run it with `--ignored` and the
+/// variable set. Run without the variable, it fails instead of passing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an Oracle Database: set SINKHOST_ORACLE_URL and run with --ignored"]
 async fn oracle_end_to_end_when_a_server_is_given() {
     const N: usize = 200;
-    let Ok(url) = std::env::var("SINKHOST_ORACLE_URL") else {
-        eprintln!("SINKHOST_ORACLE_URL is not set: the Oracle end-to-end test did not run");
-        return;
-    };
+    let url = std::env::var("SINKHOST_ORACLE_URL")
+        .expect("SINKHOST_ORACLE_URL must name an Oracle Database for this test");
     let table = format!("SINKHOST_E2E_{}", std::process::id());
     let mut ddl_grant = grant("oracle", "SINKHOST_ORACLE_URL");
     ddl_grant.tables = vec![table.clone()];

@@ -921,7 +921,7 @@ async fn send(
             if matches!(error, HttpError::DestinationIpProhibited) {
                 http.refusals.record(
                     Http::NAME,
-                    format!("request to {target}: resolves to a guarded address"),
+                    format!("request to {target}: resolves to a special-purpose address the grant does not name"),
                 );
             }
         })?;

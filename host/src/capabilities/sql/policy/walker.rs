@@ -265,11 +265,7 @@ impl<'g> Walker<'g> {
                     return refuse("this ON clause of INSERT is not reviewed and not allowed")
                 }
             }
-            if let Some(items) = returning {
-                w.need(StatementKind::Returning, "RETURNING");
-                w.select_items(items)?;
-            }
-            Ok(())
+            w.returning(returning.as_deref())
         })
     }
 
@@ -357,11 +353,7 @@ impl<'g> Walker<'g> {
             w.opt_expr(selection.as_ref())?;
             w.order_by_exprs(order_by)?;
             w.opt_expr(limit.as_ref())?;
-            if let Some(items) = returning {
-                w.need(StatementKind::Returning, "RETURNING");
-                w.select_items(items)?;
-            }
-            Ok(())
+            w.returning(returning.as_deref())
         })
     }
 
@@ -402,11 +394,7 @@ impl<'g> Walker<'g> {
             w.opt_expr(selection.as_ref())?;
             w.order_by_exprs(order_by)?;
             w.opt_expr(limit.as_ref())?;
-            if let Some(items) = returning {
-                w.need(StatementKind::Returning, "RETURNING");
-                w.select_items(items)?;
-            }
-            Ok(())
+            w.returning(returning.as_deref())
         })
     }
 
@@ -924,6 +912,17 @@ impl<'g> Walker<'g> {
             _ => return refuse("this GROUP BY is not allowed (list expressions)"),
         }
         self.opt_expr(having.as_ref())
+    }
+
+    /// A `RETURNING` list reads rows back: it needs its own kind.
+    fn returning(&mut self, items: Option<&[SelectItem]>) -> Walk {
+        match items {
+            Some(items) => {
+                self.need(StatementKind::Returning, "RETURNING");
+                self.select_items(items)
+            }
+            None => Ok(()),
+        }
     }
 
     fn select_items(&mut self, items: &[SelectItem]) -> Walk {
