@@ -363,7 +363,16 @@ async fn kill_9_during_20000_messages_leaves_exactly_one_row_each() {
         host.kill9();
         kills += 1;
     }
+    let started = delivering_lines(&log);
     let mut host = Host::start_with_env(&path, &log, &[(URL_VARIABLE, &url)]).expect("start");
+    // The killed hosts may have stored everything already: wait until this
+    // one is delivering before asking it to stop, or SIGTERM lands during
+    // start-up and ends it by the signal (no exit code).
+    assert!(
+        wait_until(Duration::from_secs(60), || async { delivering_lines(&log) > started }).await,
+        "the last host never started delivering:\n{}",
+        host.log()
+    );
     assert!(
         drained(&js, Duration::from_secs(300)).await,
         "not drained:\n{}",
@@ -794,4 +803,12 @@ async fn a_plugin_reaches_only_what_the_sql_grant_names() {
         1,
         "the other table is untouched"
     );
+}
+
+/// How many hosts have reached the delivery loop in the shared log `log`.
+fn delivering_lines(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("delivering stream=")
+        .count()
 }
