@@ -226,6 +226,15 @@ impl Config {
         self.validate_across_sections()
     }
 
+    /// Whether a consumer's `max_deliver` lets JetStream stop redelivering
+    /// before delivery `max_retries + 1`, the one that dead-letters: true
+    /// only with a DLQ and a finite `max_deliver` at or below that.
+    pub fn max_deliver_ends_before_the_dlq(&self, max_deliver: i64) -> bool {
+        let budget = self.delivery.max_retries.saturating_add(1);
+        self.dead_letter.active_subject().is_some()
+            && u64::try_from(max_deliver).is_ok_and(|max| max > 0 && max <= budget)
+    }
+
     /// Settings that are each valid but together would lose a message or
     /// loop: a DLQ the host consumes again, a redelivery budget that ends
     /// before the DLQ takes over, heartbeats slower than redelivery.
@@ -233,8 +242,9 @@ impl Config {
         if let Some(dlq) = self.dead_letter.active_subject() {
             let consumed = std::iter::once(&self.nats.subject)
                 .chain(&self.consumer_management.filter_subjects);
-            if let Some(pattern) =
-                consumed.into_iter().find(|pattern| crate::subjects::matches_subject(pattern, dlq))
+            if let Some(pattern) = consumed
+                .into_iter()
+                .find(|pattern| crate::subjects::matches_subject(pattern, dlq))
             {
                 return Err(Invalid::new(
                     "dead_letter.subject",
@@ -243,7 +253,7 @@ impl Config {
             }
             let budget = self.delivery.max_retries.saturating_add(1);
             if let Some(max) = self.consumer_management.max_deliver {
-                if max > 0 && (max as u64) <= budget {
+                if self.max_deliver_ends_before_the_dlq(max) {
                     return Err(Invalid::new(
                         "consumer_management.max_deliver",
                         format!("{max} lets JetStream stop redelivering before attempt {budget} (delivery.max_retries + 1) dead-letters the message, which would then be dropped silently; set it above {budget} or to -1"),
@@ -258,7 +268,13 @@ impl Config {
                 .consumer_management
                 .ack_wait_seconds
                 .into_iter()
-                .chain(self.consumer_management.backoff_seconds.iter().flatten().copied())
+                .chain(
+                    self.consumer_management
+                        .backoff_seconds
+                        .iter()
+                        .flatten()
+                        .copied(),
+                )
                 .reduce(f64::min);
             if let Some(shortest) = redelivery.filter(|shortest| interval >= *shortest) {
                 return Err(Invalid::new(

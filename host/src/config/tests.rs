@@ -191,7 +191,10 @@ fn settings_that_together_lose_or_loop_messages_are_refused() {
         "a DLQ the host consumes itself"
     );
     let dlq = serde_json::json!({"enabled": true, "subject": "dlq.events"});
-    parse(&minimal_with(serde_json::json!({"dead_letter": dlq.clone()}))).expect("outside");
+    parse(&minimal_with(
+        serde_json::json!({"dead_letter": dlq.clone()}),
+    ))
+    .expect("outside");
     assert_eq!(
         location_of(&minimal_with(serde_json::json!({
             "dead_letter": dlq.clone(),
@@ -213,19 +216,25 @@ fn settings_that_together_lose_or_loop_messages_are_refused() {
         "dead_letter": dlq, "consumer_management": {"max_deliver": 7},
     })))
     .expect("room for the dead-lettering attempt");
-    parse(&minimal_with(serde_json::json!({"consumer_management": {"max_deliver": 2}})))
-        .expect("without a DLQ the budget is the operator's choice");
+    parse(&minimal_with(
+        serde_json::json!({"consumer_management": {"max_deliver": 2}}),
+    ))
+    .expect("without a DLQ the budget is the operator's choice");
     for management in [
         serde_json::json!({"ack_wait_seconds": 5}),
         serde_json::json!({"ack_wait_seconds": 60, "backoff_seconds": [30, 2]}),
     ] {
         assert_eq!(
-            location_of(&minimal_with(serde_json::json!({"consumer_management": management}))),
+            location_of(&minimal_with(
+                serde_json::json!({"consumer_management": management})
+            )),
             "delivery.in_progress.interval_ms"
         );
     }
     assert_eq!(
-        location_of(&minimal_with(serde_json::json!({"nats": {"ping_interval_seconds": 0}}))),
+        location_of(&minimal_with(
+            serde_json::json!({"nats": {"ping_interval_seconds": 0}})
+        )),
         "nats.ping_interval_seconds"
     );
 }

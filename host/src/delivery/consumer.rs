@@ -115,7 +115,7 @@ pub async fn ensure(
     let desired = desired_config(config);
     let mode = config.consumer_management.mode;
     let created = existing.is_none();
-    let consumer: PullConsumer = match (mode, existing) {
+    let mut consumer: PullConsumer = match (mode, existing) {
         (ConsumerMode::BindOnly, None) => bail!(
             "consumer `{consumer_name}` does not exist on stream `{stream_name}` (consumer_management.mode = bind_only: sinkhost does not create it)"
         ),
@@ -151,16 +151,17 @@ pub async fn ensure(
             })?
         }
     };
-    let mut consumer = consumer;
     let applied = consumer
         .info()
         .await
         .with_context(|| format!("reading back consumer `{consumer_name}`"))?
         .config
         .clone();
-    if let Err(refusal) =
-        refuse_incompatible(&as_pull(&applied, consumer_name)?, config, "as the server applied it")
-    {
+    if let Err(refusal) = refuse_incompatible(
+        &as_pull(&applied, consumer_name)?,
+        config,
+        "as the server applied it",
+    ) {
         if created {
             // Ours and never pulled from: remove it, so that the next start
             // with a corrected config creates it afresh.
@@ -183,7 +184,9 @@ fn as_pull(
 ) -> anyhow::Result<pull::Config> {
     use async_nats::jetstream::consumer::FromConsumer as _;
     pull::Config::try_from_consumer_config(settings.clone()).map_err(|err| {
-        anyhow::anyhow!("consumer `{consumer_name}` is not a pull consumer (deliver_subject is set): {err}")
+        anyhow::anyhow!(
+            "consumer `{consumer_name}` is not a pull consumer (deliver_subject is set): {err}"
+        )
     })
 }
 
@@ -243,17 +246,23 @@ impl std::fmt::Display for Incompatibility {
 /// sooner than the heartbeats, or pull limits the host's pulls exceed.
 pub fn incompatibilities(actual: &pull::Config, config: &Config) -> Vec<Incompatibility> {
     let mut problems = Vec::new();
-    let mut add = |field: &'static str, problem: String| {
-        problems.push(Incompatibility { field, problem })
-    };
+    let mut add =
+        |field: &'static str, problem: String| problems.push(Incompatibility { field, problem });
     if actual.ack_policy != AckPolicy::Explicit {
         add(
             "ack_policy",
-            format!("is {:?}: sinkhost ACKs each message after it is stored and needs explicit", actual.ack_policy).to_lowercase(),
+            format!(
+                "is {:?}: sinkhost ACKs each message after it is stored and needs explicit",
+                actual.ack_policy
+            )
+            .to_lowercase(),
         );
     }
     if actual.headers_only {
-        add("headers_only", "is true: the sink would get no payloads".into());
+        add(
+            "headers_only",
+            "is true: the sink would get no payloads".into(),
+        );
     }
     let desired = desired_config(config);
     let actual_filters = filters(actual);
@@ -269,10 +278,7 @@ pub fn incompatibilities(actual: &pull::Config, config: &Config) -> Vec<Incompat
         );
     }
     let budget = config.delivery.max_retries.saturating_add(1);
-    if config.dead_letter.active_subject().is_some()
-        && actual.max_deliver > 0
-        && (actual.max_deliver as u64) <= budget
-    {
+    if config.max_deliver_ends_before_the_dlq(actual.max_deliver) {
         add(
             "max_deliver",
             format!(
@@ -309,14 +315,20 @@ pub fn incompatibilities(actual: &pull::Config, config: &Config) -> Vec<Incompat
     if actual.max_waiting > 0 && actual.max_waiting < workers {
         add(
             "max_waiting",
-            format!("is {}, below delivery.max_in_flight_batches ({workers}) pull requests", actual.max_waiting),
+            format!(
+                "is {}, below delivery.max_in_flight_batches ({workers}) pull requests",
+                actual.max_waiting
+            ),
         );
     }
     let batch = i64::try_from(config.delivery.batch_size).unwrap_or(i64::MAX);
     if actual.max_batch > 0 && actual.max_batch < batch {
         add(
             "max_batch",
-            format!("is {}, below delivery.batch_size ({batch})", actual.max_batch),
+            format!(
+                "is {}, below delivery.batch_size ({batch})",
+                actual.max_batch
+            ),
         );
     }
     let expires = Duration::from_millis(config.delivery.batch_timeout_ms);
@@ -442,30 +454,112 @@ mod tests {
         let config = with_dlq();
         let good = desired_config(&config);
         let cases: Vec<(&str, pull::Config)> = vec![
-            ("ack_policy", pull::Config { ack_policy: AckPolicy::All, ..good.clone() }),
-            ("ack_policy", pull::Config { ack_policy: AckPolicy::None, ..good.clone() }),
-            ("headers_only", pull::Config { headers_only: true, ..good.clone() }),
-            ("filter_subjects", pull::Config { filter_subject: "s.other".into(), ..good.clone() }),
-            ("filter_subjects", pull::Config { filter_subject: String::new(), ..good.clone() }),
-            ("max_deliver", pull::Config { max_deliver: 6, ..good.clone() }),
-            ("max_deliver", pull::Config { max_deliver: 1, ..good.clone() }),
-            ("backoff", pull::Config { backoff: vec![Duration::from_secs(60), Duration::from_secs(2)], ..good.clone() }),
-            ("ack_wait", pull::Config { ack_wait: Duration::from_secs(5), ..good.clone() }),
-            ("max_waiting", pull::Config { max_waiting: 1, ..good.clone() }),
-            ("max_batch", pull::Config { max_batch: 10, ..good.clone() }),
-            ("max_expires", pull::Config { max_expires: Duration::from_millis(100), ..good.clone() }),
+            (
+                "ack_policy",
+                pull::Config {
+                    ack_policy: AckPolicy::All,
+                    ..good.clone()
+                },
+            ),
+            (
+                "ack_policy",
+                pull::Config {
+                    ack_policy: AckPolicy::None,
+                    ..good.clone()
+                },
+            ),
+            (
+                "headers_only",
+                pull::Config {
+                    headers_only: true,
+                    ..good.clone()
+                },
+            ),
+            (
+                "filter_subjects",
+                pull::Config {
+                    filter_subject: "s.other".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "filter_subjects",
+                pull::Config {
+                    filter_subject: String::new(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "max_deliver",
+                pull::Config {
+                    max_deliver: 6,
+                    ..good.clone()
+                },
+            ),
+            (
+                "max_deliver",
+                pull::Config {
+                    max_deliver: 1,
+                    ..good.clone()
+                },
+            ),
+            (
+                "backoff",
+                pull::Config {
+                    backoff: vec![Duration::from_secs(60), Duration::from_secs(2)],
+                    ..good.clone()
+                },
+            ),
+            (
+                "ack_wait",
+                pull::Config {
+                    ack_wait: Duration::from_secs(5),
+                    ..good.clone()
+                },
+            ),
+            (
+                "max_waiting",
+                pull::Config {
+                    max_waiting: 1,
+                    ..good.clone()
+                },
+            ),
+            (
+                "max_batch",
+                pull::Config {
+                    max_batch: 10,
+                    ..good.clone()
+                },
+            ),
+            (
+                "max_expires",
+                pull::Config {
+                    max_expires: Duration::from_millis(100),
+                    ..good.clone()
+                },
+            ),
         ];
         for (field, actual) in cases {
             assert_eq!(fields(&actual, &config), vec![field], "{actual:?}");
         }
-        let enough = pull::Config { max_deliver: 7, backoff: vec![Duration::from_secs(6)], ..good.clone() };
-        assert!(fields(&enough, &config).is_empty(), "max_deliver 7 leaves attempt 6 to dead-letter");
+        let enough = pull::Config {
+            max_deliver: 7,
+            backoff: vec![Duration::from_secs(6)],
+            ..good.clone()
+        };
+        assert!(
+            fields(&enough, &config).is_empty(),
+            "max_deliver 7 leaves attempt 6 to dead-letter"
+        );
     }
 
     #[test]
     fn the_redelivery_budget_matters_only_with_a_dlq() {
         let no_dlq = config_with(r#"{"max_retries": 5}"#, "{}");
-        let actual = pull::Config { max_deliver: 3, ..desired_config(&no_dlq) };
+        let actual = pull::Config {
+            max_deliver: 3,
+            ..desired_config(&no_dlq)
+        };
         assert!(fields(&actual, &no_dlq).is_empty());
     }
 

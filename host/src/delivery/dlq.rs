@@ -313,10 +313,26 @@ mod tests {
             msg_id(&first, &envelope_of("S", "a", 7, 3)),
             "a redelivery keeps the id, so a repeated publish is de-duplicated"
         );
-        assert_ne!(one, msg_id(&first, &envelope_of("S", "b", 7, 1)), "another consumer");
-        assert_ne!(one, msg_id(&again, &envelope_of("S", "a", 7, 1)), "a re-created stream");
-        assert_ne!(one, msg_id(&first, &envelope_of("S", "a", 8, 1)), "another sequence");
-        assert_ne!(one, msg_id(&first, &envelope_of("T", "a", 7, 1)), "another stream");
+        assert_ne!(
+            one,
+            msg_id(&first, &envelope_of("S", "b", 7, 1)),
+            "another consumer"
+        );
+        assert_ne!(
+            one,
+            msg_id(&again, &envelope_of("S", "a", 7, 1)),
+            "a re-created stream"
+        );
+        assert_ne!(
+            one,
+            msg_id(&first, &envelope_of("S", "a", 8, 1)),
+            "another sequence"
+        );
+        assert_ne!(
+            one,
+            msg_id(&first, &envelope_of("T", "a", 7, 1)),
+            "another stream"
+        );
     }
 
     #[test]
