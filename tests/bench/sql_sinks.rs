@@ -44,6 +44,16 @@ async fn main() -> anyhow::Result<()> {
     postgres.execute(&table_script("postgres")?)?;
     mariadb.execute(&table_script("mysql")?)?;
     let work = tempfile::tempdir()?;
+    // `BENCH_KEEP_LOGS=1` keeps each run's config and host log (info level)
+    // in a directory that is printed, to see where a slow run spent its time.
+    let keep_logs = std::env::var_os("BENCH_KEEP_LOGS").is_some();
+    let work_path = if keep_logs {
+        let kept = work.keep();
+        eprintln!("bench work directory kept: {}", kept.display());
+        kept
+    } else {
+        work.path().to_path_buf()
+    };
 
     let mut rows = Vec::new();
     let mut index = 0;
@@ -65,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
             let seconds = run(
                 &server,
                 &js,
-                work.path(),
+                &work_path,
                 &name,
                 &stream,
                 &subject,
@@ -73,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                 driver,
                 &url,
                 batch_size,
+                keep_logs,
             )
             .await?;
             rows.push((database, batch_size, count, seconds));
@@ -111,6 +122,7 @@ async fn run(
     driver: &str,
     url: &str,
     batch_size: usize,
+    keep_logs: bool,
 ) -> anyhow::Result<f64> {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir)?;
@@ -138,7 +150,11 @@ async fn run(
     set(&mut config, "delivery.batch_size", json!(batch_size));
     set(&mut config, "delivery.batch_timeout_ms", json!(50));
     set(&mut config, "delivery.max_in_flight_batches", json!(2));
-    set(&mut config, "logging.level", json!("warn"));
+    set(
+        &mut config,
+        "logging.level",
+        json!(if keep_logs { "info" } else { "warn" }),
+    );
     set(&mut config, "plugin.limits.call_timeout_ms", json!(60_000));
     let path = write_config(&dir, &config);
     let mut host =
